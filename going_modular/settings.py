@@ -1,0 +1,49 @@
+"""Where the course keeps its data, and whether this is a reduced run.
+
+Both decisions are made here, once, and read by the notebooks, the scripts and the tests alike.
+
+Data directory (``get_data_dir``):
+    1. the environment variable ``VIT_COURSE_DATA_DIR`` when it is set;
+    2. otherwise ``<repository>/data`` when going_modular is imported from a checkout of the
+       repository (a notebook in ``notebooks/``, a script at the root, ``pip install -e .``);
+    3. otherwise ``./data`` under the current working directory (for example ``/content/data``
+       in Colab after a plain ``pip install`` of the repository).
+
+Reduced run (``is_reduced_run``):
+    The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few batches for
+    an epoch or two. It changes how much work is done, never which code runs. A person running a
+    notebook gets the full run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "VIT_COURSE_DATA_DIR"
+REDUCED_RUN_ENV = "VIT_COURSE_REDUCED"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPOSITORY_ROOT = _PACKAGE_DIR.parent
+
+
+def get_repository_root() -> Path | None:
+    """Return the root of the course repository, or None when going_modular is installed elsewhere."""
+    if (_REPOSITORY_ROOT / "pyproject.toml").is_file() and (_REPOSITORY_ROOT / "helper_functions.py").is_file():
+        return _REPOSITORY_ROOT
+    return None
+
+
+def get_data_dir() -> Path:
+    """Return the directory that holds the course's datasets (see the module docstring for the order)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    root = get_repository_root()
+    if root is not None:
+        return root / "data"
+    return Path.cwd() / "data"
+
+
+def is_reduced_run() -> bool:
+    """Return True when ``VIT_COURSE_REDUCED`` asks for a reduced run ("1", "true", "yes" or "on")."""
+    return os.environ.get(REDUCED_RUN_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
