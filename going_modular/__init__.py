@@ -1,0 +1,12 @@
+"""going_modular: the reusable code of the Vision Transformer course.
+
+    data_setup     download pizza_steak_sushi, load images, build dataloaders
+    model_builder  the ViT of the paper (equations 1-4, Table 1) and its torchvision conversion
+    engine         training and testing loops
+    utils          save and load models safely, seeds, device
+    predictions    predict on image files, with a picture
+    plotting       loss curves
+    settings       where data lives; whether this is a reduced (test) run
+    train          the command line: python -m going_modular.train
+"""
+__version__ = "0.1.0"

@@ -1,14 +1,221 @@
-"""Getting image data into PyTorch: downloading the course dataset, loading images, dataloaders."""
+"""Getting image data into PyTorch: downloading the course dataset, loading images, dataloaders.
+
+The course (ZTM "PyTorch Paper Replicating", section 1) downloads FoodVision Mini with
+``download_data(source=PIZZA_STEAK_SUSHI_URL, destination="pizza_steak_sushi")`` and turns its
+``train/`` and ``test/`` folders into dataloaders with ``create_dataloaders``. Both are written so that
+a failure says what went wrong and what to do, and never leaves a half-filled folder behind.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Union
+import hashlib
+import os
+import sys
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Callable, Optional, Union
+from urllib.parse import urlparse
 
+import requests
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision import transforms
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+from tqdm.auto import tqdm
+
+from going_modular import settings
 
 PathLike = Union[str, Path]
+Transform = Callable[[Image.Image], torch.Tensor]
+
+PIZZA_STEAK_SUSHI_URL = "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi.zip"
+PIZZA_STEAK_SUSHI_20_PERCENT_URL = (
+    "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi_20_percent.zip"
+)
+CUSTOM_IMAGE_URL = "https://raw.githubusercontent.com/mrdbourke/pytorch-deep-learning/main/images/04-pizza-dad.jpeg"
+
+
+def _default_num_workers() -> int:
+    # Windows and macOS start DataLoader workers with "spawn", which re-imports __main__ in every worker;
+    # from a notebook that fails (or hangs), so load in the main process there. Linux and Colab fork.
+    if sys.platform.startswith(("win", "darwin")):
+        return 0
+    return min(4, os.cpu_count() or 1)
+
+
+NUM_WORKERS = _default_num_workers()
+
+_TIMEOUT_S = (30, 30)  # (connect, read): long enough for a slow link, short enough to notice being offline
+_CHUNK_BYTES = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """The server answered a download with an HTTP error status (404, 500, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+
+
+def download_file(url: str, path: PathLike, *, sha256: Optional[str] = None) -> Path:
+    """Download one file (for example the course's custom image) unless it is already there.
+
+    The file is streamed to a temporary file beside ``path`` and renamed into place only once it is
+    complete (and its checksum matches), so an interrupted download never leaves a partial file.
+
+    Args:
+        url: address of the file.
+        path: where to save it; parent folders are created.
+        sha256: expected SHA-256 of the file as hex, or None to skip the check.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ConnectionError: no connection, a timeout, or the download broke off (the message says how to
+            provide the file by hand).
+        DownloadError: the server answered with an HTTP error status.
+        ValueError: the checksum does not match.
+    """
+    path = Path(path)
+    if path.is_file():
+        print(f"[INFO] {path} already exists, skipping download.")
+        return path
+    print(f"[INFO] Downloading {url} to {path}")
+    _download(url, path, sha256=sha256, manual_hint=f"download {url} with a browser and save it as {path}")
+    return path
+
+
+def download_data(
+    source: str,
+    destination: str,
+    *,
+    sha256: Optional[str] = None,
+    remove_source: bool = True,
+    data_dir: Optional[PathLike] = None,
+) -> Path:
+    """Download a zip archive and unzip it into ``data_dir / destination``, unless that folder has content.
+
+    The zip is downloaded and extracted inside a temporary folder in ``data_dir``, and the result is moved
+    into place only after everything succeeded: a failed or interrupted call (Ctrl-C included) leaves
+    nothing that a later call would mistake for finished data. If the zip holds a single top-level folder
+    named ``destination``, its content is used, so the data is not nested twice.
+
+    Args:
+        source: URL of the zip archive, e.g. ``PIZZA_STEAK_SUSHI_URL``.
+        destination: name of the folder to create in ``data_dir``, e.g. ``"pizza_steak_sushi"``.
+        sha256: expected SHA-256 of the zip as hex, or None to skip the check.
+        remove_source: delete the zip after extracting it; if False it is kept at ``data_dir / <zip name>``.
+        data_dir: where datasets live; defaults to ``settings.get_data_dir()`` (env ``VIT_COURSE_DATA_DIR``).
+
+    Returns:
+        The path ``data_dir / destination``.
+
+    Raises:
+        ConnectionError: no connection, a timeout, or the download broke off (the message says how to
+            provide the data by hand).
+        DownloadError: the server answered with an HTTP error status.
+        ValueError: the download is not a readable zip, its checksum does not match, or a member would
+            be written outside the destination.
+        FileExistsError: ``data_dir / destination`` exists and is not a folder.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else settings.get_data_dir()
+    target = data_dir / destination
+    if target.is_dir() and any(target.iterdir()):
+        print(f"[INFO] {target} already exists, skipping download.")
+        return target
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder. Move it away, then download again.")
+    zip_name = PurePosixPath(urlparse(source).path).name or f"{destination}.zip"
+    manual_hint = (
+        f"download {source} with a browser and unzip it so that {target}/train/<class name>/<image> "
+        f"exists, or set {settings.DATA_DIR_ENV} to a folder that already holds {destination}/"
+    )
+    print(f"[INFO] Downloading {source} into {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary folder sits in the same file system as target, so the final move is a cheap rename.
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as scratch:
+        zip_path = Path(scratch) / zip_name
+        _download(source, zip_path, sha256=sha256, manual_hint=manual_hint)
+        extracted = Path(scratch) / "extracted"
+        _safe_extract(zip_path, extracted, source)
+        top_level = list(extracted.iterdir())
+        if len(top_level) == 1 and top_level[0].is_dir() and top_level[0].name == target.name:
+            extracted = top_level[0]
+        if target.is_dir():
+            target.rmdir()  # empty (checked above); os.replace cannot overwrite a folder on Windows
+        os.replace(extracted, target)
+        if not remove_source:
+            os.replace(zip_path, data_dir / zip_name)
+    print(f"[INFO] Data ready in {target}")
+    return target
+
+
+def _download(url: str, path: Path, *, sha256: Optional[str], manual_hint: str) -> None:
+    """Stream ``url`` to a temporary file beside ``path``, check it, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    partial = Path(partial_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as file, requests.get(url, stream=True, timeout=_TIMEOUT_S) as response:
+            if not response.ok:
+                raise DownloadError(
+                    f"Downloading {url} failed with HTTP status {response.status_code} ({response.reason}). "
+                    f"Check the URL, or {manual_hint}."
+                )
+            size = int(response.headers.get("Content-Length", 0)) or None
+            with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name) as progress:
+                for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+                    file.write(chunk)
+                    digest.update(chunk)
+                    progress.update(len(chunk))
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise ValueError(
+                f"Checksum mismatch for {url}: expected SHA-256 {sha256.lower()}, got {digest.hexdigest()}. "
+                f"The file changed on the server or arrived damaged; try again, or {manual_hint}."
+            )
+        os.replace(partial, path)
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        raise ConnectionError(
+            f"Could not download {url} (no connection, a timeout, or the download broke off: {error}). "
+            f"Try again when online, or {manual_hint}."
+        ) from error
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _safe_extract(zip_path: Path, destination: Path, url: str) -> None:
+    """Extract ``zip_path`` into ``destination`` after checking that every member stays inside it."""
+    if not zipfile.is_zipfile(zip_path):
+        with open(zip_path, "rb") as file:
+            start = file.read(60)
+        raise ValueError(
+            f"{url} did not send a zip archive (it starts with {start!r}); the server may have sent an error "
+            f"page. Check the URL in a browser."
+        )
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            if not archive.namelist():
+                raise ValueError(f"The zip archive from {url} is empty. Check the URL in a browser.")
+            for name in archive.namelist():
+                _check_member(name)
+            archive.extractall(destination)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ValueError(f"The zip archive from {url} is damaged ({error}). Download it again.") from error
+
+
+def _check_member(name: str) -> None:
+    """Refuse an archive member whose path is absolute or climbs out of the extraction folder ("zip slip")."""
+    posix = PurePosixPath(name.replace("\\", "/"))  # zips made on Windows may use backslashes
+    if posix.is_absolute() or PureWindowsPath(name).drive or ".." in posix.parts:
+        raise ValueError(
+            f"Refusing to extract archive member {name!r}: it would be written outside the destination folder. "
+            f"The archive is unsafe; nothing was extracted."
+        )
+
+
+# ------------------------------------------------------------------------------------------ images and data
 
 
 def load_image(image_path: PathLike) -> Image.Image:
@@ -32,8 +239,7 @@ def load_image(image_path: PathLike) -> Image.Image:
         raise FileNotFoundError(f"No image file at {path}. Check the path (relative paths start from {Path.cwd()}).")
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{path} is not an image that PIL can read ({error}). Remove or replace this file.") from error
 
@@ -48,3 +254,91 @@ def manual_transforms(image_size: int = 224) -> transforms.Compose:
         A transform from a PIL image to a float tensor [3, image_size, image_size] in [0, 1].
     """
     return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
+
+
+class _ImageFolder(datasets.ImageFolder):
+    """ImageFolder that ignores hidden folders, such as the ``.ipynb_checkpoints`` Jupyter leaves behind."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"Found no class folder in {directory}.")
+        return classes, {name: index for index, name in enumerate(classes)}
+
+
+def _is_image_file(path: str) -> bool:
+    """True for image files, False for hidden files (.DS_Store); raises for anything else."""
+    name = os.path.basename(path)
+    if name.startswith("."):
+        return False
+    if name.lower().endswith(datasets.folder.IMG_EXTENSIONS):
+        return True
+    raise ValueError(
+        f"{path} is not an image file (expected one of {', '.join(datasets.folder.IMG_EXTENSIONS)}). "
+        f"Remove it or move it out of the data folder."
+    )
+
+
+def _image_folder(directory: PathLike, transform: Optional[Transform], split: str) -> datasets.ImageFolder:
+    """Build the dataset for one split, turning torchvision's terse errors into ones that say what to do."""
+    directory = Path(directory)
+    layout = f"{directory}/<class name>/<image>.jpg"
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"The {split} folder {directory} does not exist. Download the data first (download_data) or set "
+            f"{settings.DATA_DIR_ENV} to a folder that has it; images are expected as {layout}."
+        )
+    try:
+        return _ImageFolder(str(directory), transform=transform, loader=load_image, is_valid_file=_is_image_file)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"The {split} folder {directory} has no images to load: {str(error).strip()} "
+            f"Images are expected as {layout}; every class folder needs at least one."
+        ) from error
+
+
+def create_dataloaders(
+    train_dir: PathLike,
+    test_dir: PathLike,
+    transform: Transform,
+    batch_size: int,
+    num_workers: int = NUM_WORKERS,
+    test_transform: Optional[Transform] = None,
+) -> tuple[DataLoader, DataLoader, list[str]]:
+    """Create training and testing DataLoaders from folders laid out as ``<dir>/<class name>/<image>``.
+
+    Images are read with ``load_image`` (RGB, EXIF orientation applied). Hidden files and folders are
+    ignored; any other file that is not an image is an error, so a stray file is noticed, not skipped.
+
+    Args:
+        train_dir: folder of training images.
+        test_dir: folder of testing images, with the same class folders.
+        transform: transform applied to training images (and to test images unless ``test_transform``).
+        batch_size: images per batch.
+        num_workers: worker processes per DataLoader; ``NUM_WORKERS`` is 0 on Windows and macOS (spawned
+            workers fail in notebooks) and otherwise min(4, CPU count).
+        test_transform: transform for test images; defaults to ``transform``.
+
+    Returns:
+        ``(train_dataloader, test_dataloader, class_names)``; the training loader shuffles, the test one not.
+
+    Raises:
+        FileNotFoundError: a folder is missing, has no class folders, or a class folder has no images.
+        ValueError: the train and test class folders differ, or a file is not an image (the message names
+            it; a file that only pretends to be an image is reported when the loader reads it).
+    """
+    train_data = _image_folder(train_dir, transform, "train")
+    test_data = _image_folder(test_dir, transform if test_transform is None else test_transform, "test")
+    if train_data.classes != test_data.classes:
+        raise ValueError(
+            f"The train and test class folders differ: {train_dir} has {train_data.classes}, {test_dir} has "
+            f"{test_data.classes}. Give both folders the same class folders."
+        )
+    pin_memory = torch.cuda.is_available()  # pinned memory only speeds up copies to a GPU
+    train_dataloader = DataLoader(
+        train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin_memory
+    )
+    test_dataloader = DataLoader(
+        test_data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory
+    )
+    return train_dataloader, test_dataloader, train_data.classes

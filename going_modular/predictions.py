@@ -1,0 +1,174 @@
+"""Making predictions on image files with a trained classifier, and plotting them.
+
+The ZTM course's ``pred_and_plot_image``, plus ``predict`` for many images in batches. Images are
+opened with ``data_setup.load_image``, so EXIF-rotated photos, RGBA and grayscale files all work.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Union
+
+import matplotlib.pyplot as plt
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from going_modular.data_setup import PathLike, load_image
+
+ImageSize = Union[int, tuple[int, int]]
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class Prediction(NamedTuple):
+    """One image's prediction: the file, the most likely class and its probability."""
+
+    image_path: Path
+    pred_class: str
+    pred_prob: float
+
+
+def pred_and_plot_image(
+    model: torch.nn.Module,
+    class_names: Sequence[str],
+    image_path: PathLike,
+    image_size: ImageSize = (224, 224),
+    transform: Optional[Transform] = None,
+    device: Optional[Union[torch.device, str]] = None,
+) -> tuple[str, float]:
+    """Predict the class of one image file and plot the image with the prediction as its title.
+
+    The figure is left open as the current matplotlib figure: a notebook shows it inline; in a
+    script call ``plt.show()`` (or ``plt.savefig``).
+
+    Args:
+        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
+        class_names: the class names, in the order of the model's outputs.
+        image_path: path to the image file.
+        image_size: (height, width) used by the default transform (an int means a square).
+        transform: pass the transform the model was trained with (for a pretrained torchvision ViT,
+            ``weights.transforms()``). When None: ``Resize(image_size)`` then ``ToTensor()``, which
+            matches the course's from-scratch ViT (``data_setup.manual_transforms``).
+        device: where to run the model (it is moved there). When None: the device of the model's
+            parameters.
+
+    Returns:
+        (predicted class name, its probability).
+
+    Raises:
+        FileNotFoundError: there is no file at ``image_path``.
+        ValueError: the file is not a readable image (the message names it), or the model's
+            number of output logits differs from ``len(class_names)``.
+    """
+    image = load_image(image_path)
+    image_tensor = _resolve_transform(transform, image_size)(image)
+    probabilities = _predict_probabilities(model, image_tensor.unsqueeze(0), class_names, device)
+    pred_prob, pred_label = probabilities[0].max(dim=0)
+    pred_class, pred_prob_value = class_names[int(pred_label)], float(pred_prob)
+
+    plt.figure()
+    plt.imshow(image)
+    plt.title(f"Pred: {pred_class} | Prob: {pred_prob_value:.3f}")
+    plt.axis("off")
+    return pred_class, pred_prob_value
+
+
+def predict(
+    model: torch.nn.Module,
+    image_paths: Iterable[PathLike],
+    class_names: Sequence[str],
+    transform: Optional[Transform] = None,
+    image_size: ImageSize = (224, 224),
+    batch_size: int = 32,
+    device: Optional[Union[torch.device, str]] = None,
+) -> list[Prediction]:
+    """Predict the class of many image files, ``batch_size`` images at a time.
+
+    Args:
+        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
+        image_paths: the image files, in the order the predictions are returned.
+        class_names: the class names, in the order of the model's outputs.
+        transform: pass the transform the model was trained with; it must give every image the
+            same shape. When None: ``Resize(image_size)`` then ``ToTensor()`` (as in
+            :func:`pred_and_plot_image`).
+        image_size: (height, width) used by the default transform (an int means a square).
+        batch_size: how many images go through the model at once.
+        device: where to run the model (it is moved there). When None: the device of the model's
+            parameters.
+
+    Returns:
+        One :class:`Prediction` per image, in input order; an empty list for no images.
+
+    Raises:
+        FileNotFoundError: an image file does not exist.
+        ValueError: ``batch_size`` is below 1, a file is not a readable image (the message names
+            it), the transform gave images of different shapes, or the model's number of output
+            logits differs from ``len(class_names)``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size should be at least 1, got {batch_size}.")
+    paths = [Path(image_path) for image_path in image_paths]
+    resolved_transform = _resolve_transform(transform, image_size)
+    predictions: list[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        batch_paths = paths[start : start + batch_size]
+        image_tensors = [resolved_transform(load_image(path)) for path in batch_paths]
+        shapes = {tuple(tensor.shape) for tensor in image_tensors}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"The transform gave images of different shapes {sorted(shapes)}; use a transform that "
+                "resizes every image to the same size (the one the model was trained with)."
+            )
+        probabilities = _predict_probabilities(model, torch.stack(image_tensors), class_names, device)
+        pred_probs, pred_labels = probabilities.max(dim=1)
+        predictions += [
+            Prediction(path, class_names[int(label)], float(prob))
+            for path, label, prob in zip(batch_paths, pred_labels, pred_probs)
+        ]
+    return predictions
+
+
+def _resolve_transform(transform: Optional[Transform], image_size: ImageSize) -> Transform:
+    """Return ``transform``, or the default ``Resize(image_size)`` + ``ToTensor()`` when it is None."""
+    if transform is not None:
+        return transform
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
+
+
+def _predict_probabilities(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    class_names: Sequence[str],
+    device: Optional[Union[torch.device, str]],
+) -> torch.Tensor:
+    """Run ``model`` in eval mode on a batch of images and return softmax probabilities on the CPU.
+
+    The model's train/eval mode is restored afterwards, so predicting mid-training is harmless.
+    """
+    if device is None:
+        device = _model_device(model)
+    else:
+        model.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(images.to(device))
+    finally:
+        model.train(was_training)
+    if logits.ndim != 2 or logits.shape[1] != len(class_names):
+        raise ValueError(
+            f"The model gives {logits.shape[-1]} output logits per image (output shape "
+            f"{tuple(logits.shape)}), but {len(class_names)} class_names were given: {list(class_names)}. "
+            "Pass the class names the model was trained with."
+        )
+    return torch.softmax(logits, dim=1).cpu()
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,116 @@
+"""Train a ViT preset on an image-folder dataset from the command line.
+
+    python -m going_modular.train --model vit_ti_16 --epochs 1
+
+With no --data-dir it uses pizza_steak_sushi in the course's data directory, downloading it when it
+is missing. It writes, in --output-dir: the model's weights (.pth), a results JSON (per-epoch metrics,
+configuration, seed, device, wall time) and a loss-curve PNG. ``--help`` lists every flag.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from going_modular import data_setup, engine, model_builder, utils
+from going_modular.plotting import plot_loss_curves
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m going_modular.train",
+        description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", default="vit_ti_16", choices=sorted(model_builder.VIT_PRESETS),
+                        help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU.")
+    parser.add_argument("--epochs", type=int, default=10, help="Passes over the training data.")
+    parser.add_argument("--batch-size", type=int, default=32, help="Images per batch.")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Learning rate of AdamW.")
+    parser.add_argument("--weight-decay", type=float, default=0.1,
+                        help="AdamW's decoupled weight decay (the paper's Table 3 uses 0.1 for JFT pre-training).")
+    parser.add_argument("--image-size", type=int, default=224, help="Images are resized to this height and width.")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="A folder with train/<class>/ and test/<class>/ images. "
+                             "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
+    parser.add_argument("--output-dir", type=Path, default=Path("models"), help="Where the model, results and plot go.")
+    parser.add_argument("--model-name", default=None, help="File name stem of the outputs (default: the preset's name).")
+    parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: the best available).")
+    parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
+    parser.add_argument("--max-grad-norm", type=float, default=None, help="Clip the global gradient norm (the paper: 1.0).")
+    parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
+    parser.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16 autocast on CPU and recent GPUs).")
+    parser.add_argument("--max-batches", type=int, default=None, help="Stop each epoch after this many batches (a quick run).")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "image_size", "accumulation_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def _resolve_data_dir(data_dir: Optional[Path]) -> Path:
+    if data_dir is None:
+        return data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi")
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {data_dir} does not exist. Give a folder with train/ and test/ inside.")
+    return data_dir
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the command line and return the results dictionary that it also writes as JSON."""
+    args = parse_args(argv)
+    device = torch.device(args.device) if args.device else utils.get_device()
+    name = args.model_name or args.model
+    data_dir = _resolve_data_dir(args.data_dir)
+
+    utils.set_seeds(args.seed)
+    transform = data_setup.manual_transforms(args.image_size)
+    train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
+        data_dir / "train", data_dir / "test", transform, args.batch_size, num_workers=args.num_workers
+    )
+    model = model_builder.create_vit(args.model, num_classes=len(class_names), img_size=args.image_size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
+
+    print(f"Training {args.model} on {device} for {args.epochs} epochs: {len(train_dataloader.dataset)} train and "
+          f"{len(test_dataloader.dataset)} test images from {data_dir}"
+          + (f" (at most {args.max_batches} batches per epoch)" if args.max_batches else ""))
+    start = time.perf_counter()
+    history = engine.train(
+        model, train_dataloader, test_dataloader, optimizer, nn.CrossEntropyLoss(), args.epochs, device,
+        max_grad_norm=args.max_grad_norm, accumulation_steps=args.accumulation_steps, amp=args.amp,
+        max_batches=args.max_batches,
+    )
+    wall_time = time.perf_counter() - start
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model_path = utils.save_model(model, args.output_dir, f"{name}.pth")
+    results = {
+        "metrics": history,
+        "config": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "class_names": class_names,
+        "num_train_images": len(train_dataloader.dataset),
+        "num_test_images": len(test_dataloader.dataset),
+        "data_dir": str(data_dir),
+        "device": str(device),
+        "seed": args.seed,
+        "wall_time_seconds": round(wall_time, 2),
+        "torch_version": torch.__version__,
+        "model_path": str(model_path),
+    }
+    utils.save_json(results, args.output_dir / f"{name}_results.json")
+    figure = plot_loss_curves(history, args.output_dir / f"{name}_loss_curves.png",
+                              title=f"{args.model} on {device}, {args.epochs} epochs")
+    plt.close(figure)
+    print(f"Wrote {model_path}, {name}_results.json and {name}_loss_curves.png to {args.output_dir}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

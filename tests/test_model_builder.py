@@ -1,0 +1,268 @@
+"""The ViT of going_modular.model_builder: shapes of equations 1-4, Table 1 counts, torchvision parity."""
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from going_modular import model_builder
+from going_modular.model_builder import (
+    MLPBlock,
+    MultiheadSelfAttentionBlock,
+    PatchEmbedding,
+    TransformerEncoderBlock,
+    ViT,
+    create_vit,
+    create_vit_feature_extractor,
+    vit_from_torchvision,
+)
+
+TINY = dict(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=24, mlp_size=48, num_heads=4)
+
+
+def count(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# Equation 1
+def test_patch_embedding_shape_square_and_non_square():
+    embed = PatchEmbedding(in_channels=3, patch_size=16, embedding_dim=768)
+    assert embed(torch.randn(2, 3, 224, 224)).shape == (2, 196, 768)
+    assert embed(torch.randn(2, 3, 64, 128)).shape == (2, 4 * 8, 768)
+
+
+def test_patch_embedding_is_flatten_then_linear_projection():
+    embed = PatchEmbedding(in_channels=3, patch_size=4, embedding_dim=10)
+    image = torch.randn(1, 3, 8, 12)
+    patches = image.unfold(2, 4, 4).unfold(3, 4, 4)  # [1, 3, 2, 3, 4, 4]
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(1, 6, 3 * 4 * 4)
+    weight = embed.patcher.weight.reshape(10, -1)
+    expected = patches @ weight.T + embed.patcher.bias
+    torch.testing.assert_close(embed(image), expected)
+
+
+@pytest.mark.parametrize(
+    "shape, fragment",
+    [
+        ((1, 3, 30, 32), "divisible by the patch size 16, got 30 x 32"),
+        ((1, 1, 32, 32), "Expected 3 colour channels, got 1"),
+        ((3, 32, 32), "Expected a batch of images"),
+    ],
+)
+def test_patch_embedding_rejects_bad_inputs_with_value_error(shape, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        PatchEmbedding(patch_size=16)(torch.randn(*shape))
+
+
+# Equations 2 and 3
+def test_msa_block_shape_and_fused_equals_explicit():
+    torch.manual_seed(0)
+    block = MultiheadSelfAttentionBlock(embedding_dim=32, num_heads=4).eval()
+    x = torch.randn(3, 17, 32)
+    fused = block(x)
+    explicit, weights = block(x, return_attention=True)
+    assert fused.shape == (3, 17, 32)
+    assert weights.shape == (3, 4, 17, 17)
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(3, 4, 17))
+    torch.testing.assert_close(fused, explicit, atol=1e-6, rtol=1e-5)
+
+
+def test_msa_block_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    ours = MultiheadSelfAttentionBlock(embedding_dim=32, num_heads=4).eval()
+    reference = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    reference.in_proj_weight.data.copy_(ours.qkv.weight)
+    reference.in_proj_bias.data.copy_(ours.qkv.bias)
+    reference.out_proj.load_state_dict(ours.proj.state_dict())
+    x = torch.randn(2, 9, 32)
+    normed = ours.layer_norm(x)
+    expected, expected_weights = reference(normed, normed, normed, average_attn_weights=False)
+    out, weights = ours(x, return_attention=True)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=1e-5)
+
+
+def test_msa_block_rejects_dim_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MultiheadSelfAttentionBlock(embedding_dim=30, num_heads=4)
+
+
+def test_mlp_block_shape_and_layers():
+    block = MLPBlock(embedding_dim=16, mlp_size=64, dropout=0.1)
+    assert block(torch.randn(2, 5, 16)).shape == (2, 5, 16)
+    kinds = [type(layer) for layer in block.mlp]
+    assert kinds == [nn.Linear, nn.GELU, nn.Dropout, nn.Linear, nn.Dropout]
+
+
+def test_encoder_block_has_both_residuals():
+    block = TransformerEncoderBlock(embedding_dim=16, num_heads=2, mlp_size=32).eval()
+    for branch in (block.msa_block.proj, block.mlp_block.mlp[3]):
+        nn.init.zeros_(branch.weight)
+        nn.init.zeros_(branch.bias)
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(block(x), x)  # both branches output zero: only the residuals remain
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    torch.manual_seed(0)
+    block = TransformerEncoderBlock(embedding_dim=16, num_heads=2, mlp_size=32, drop_path=0.5,
+                                    proj_dropout=0.0, mlp_dropout=0.0)
+    x = torch.randn(64, 5, 16)
+    block.eval()
+    torch.testing.assert_close(block(x), block(x))
+    block.train()
+    outputs = block(x)
+    unchanged = (outputs - x).abs().flatten(1).amax(dim=1) == 0
+    assert 0 < unchanged.sum() < 64  # some samples skipped both branches, others did not
+
+
+def test_drop_path_rate_rises_linearly_with_depth():
+    model = ViT(**TINY, drop_path_rate=0.2, num_classes=3)
+    rates = [block.drop_path.p if hasattr(block.drop_path, "p") else 0.0 for block in model.transformer_encoder]
+    assert rates == pytest.approx([0.0, 0.2])
+
+
+# Equation 4 and the whole model
+def test_vit_output_shape_and_attention():
+    model = ViT(**TINY, num_classes=5).eval()
+    images = torch.randn(2, 3, 32, 32)
+    logits, attention = model(images, return_attention=True)
+    assert model(images).shape == (2, 5)
+    assert logits.shape == (2, 5)
+    assert len(attention) == 2 and attention[0].shape == (2, 4, 17, 17)
+    assert model.forward_features(images).shape == (2, 17, 24)
+
+
+def test_vit_non_square_images():
+    model = ViT(**{**TINY, "img_size": (32, 48)}, num_classes=3)
+    assert model(torch.randn(2, 3, 32, 48)).shape == (2, 3)
+    assert model.position_embedding.shape == (1, 4 * 6 + 1, 24)
+
+
+def test_vit_rejects_wrong_image_size_naming_both():
+    model = ViT(**TINY, num_classes=3)
+    with pytest.raises(ValueError, match="built for 32 x 32 images but got 40 x 40"):
+        model(torch.randn(1, 3, 40, 40))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(img_size=30), "not divisible by the patch size"),
+    (dict(pool="max"), "pool must be"),
+])
+def test_vit_rejects_bad_configuration(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        ViT(**{**TINY, **kwargs})
+
+
+def test_mean_pool_uses_patch_tokens_not_class_token():
+    torch.manual_seed(0)
+    model = ViT(**TINY, num_classes=3, pool="mean").eval()
+    nn.init.normal_(model.head.weight)
+    images = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(images)
+    torch.testing.assert_close(model(images), model.head(features[:, 1:].mean(dim=1)))
+
+
+def test_initialisation_follows_the_paper_not_randn():
+    model = ViT(**TINY, num_classes=3)
+    assert torch.count_nonzero(model.class_token) == 0
+    assert 0.01 < model.position_embedding.std().item() < 0.03
+    assert torch.count_nonzero(model.head.weight) == 0
+
+
+def test_attn_dropout_reaches_every_block():
+    model = ViT(**TINY, attn_dropout=0.3)
+    assert all(block.msa_block.attn_dropout == 0.3 for block in model.transformer_encoder)
+    no_bias = ViT(**TINY, qkv_bias=False)
+    assert all(block.msa_block.qkv.bias is None for block in no_bias.transformer_encoder)
+
+
+# Table 1
+@pytest.mark.parametrize("name, num_classes, expected", [
+    ("vit_b_16", 3, 85_800_963),
+    ("vit_b_16", 1000, 86_567_656),
+    ("vit_l_16", 1000, 304_326_632),
+    ("vit_h_14", 1000, 632_045_800),
+])
+def test_table_1_parameter_counts(name, num_classes, expected):
+    with torch.device("meta"):  # count without allocating (ViT-H/14 would need 2.5 GB)
+        model = create_vit(name, num_classes=num_classes)
+    assert count(model) == expected
+
+
+def test_small_presets_build_and_unknown_name_is_refused():
+    assert create_vit("vit_ti_16", num_classes=3, img_size=32)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="Unknown ViT preset 'vit_x'"):
+        create_vit("vit_x")
+
+
+# Parity with torchvision
+def _randomised(model: nn.Module, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", [
+    dict(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5),
+    dict(image_size=48, patch_size=16, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=20, num_classes=7),
+    dict(image_size=30, patch_size=5, num_layers=1, num_heads=3, hidden_dim=12, mlp_dim=24, num_classes=2,
+         representation_size=8),
+])
+def test_torchvision_parity_on_small_configurations(config):
+    reference = _randomised(torchvision.models.VisionTransformer(**config), seed=1)
+    ours = vit_from_torchvision(reference)
+    assert not ours.training and count(ours) == count(reference)
+    images = torch.randn(3, 3, config["image_size"], config["image_size"])
+    with torch.no_grad():
+        expected = reference(images)
+        assert expected.abs().max() > 0.1  # the comparison is not of zeros
+        assert (ours(images) - expected).abs().max() <= 1e-5
+        assert (ours(images, return_attention=True)[0] - expected).abs().max() <= 1e-5
+
+
+def test_torchvision_parity_vit_b_16():
+    torch.manual_seed(0)
+    reference = torchvision.models.vit_b_16().eval()
+    nn.init.normal_(reference.heads.head.weight, std=0.05)  # logits of a few units, not zeros
+    ours = vit_from_torchvision(reference)
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():  # torchvision's inference fast path: a different kernel, float32 rounding apart
+        expected = reference(images)
+        assert expected.abs().max() > 1.0
+        assert (ours(images) - expected).abs().max() <= 1e-5
+    # With gradients on, torchvision runs the same fused attention kernel as ours: identical logits.
+    assert torch.equal(ours(images), reference(images))
+
+
+def test_vit_from_torchvision_refuses_other_models():
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        vit_from_torchvision(nn.Linear(2, 2))
+
+
+# The pretrained feature extractor of notebook 06 (offline here: the download is simulated to fail)
+@pytest.fixture
+def offline(monkeypatch):
+    def refuse(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)
+
+
+def test_feature_extractor_offline_raises_clear_error(offline):
+    with pytest.raises(model_builder.PretrainedWeightsUnavailableError, match="allow_random_weights=True") as info:
+        create_vit_feature_extractor(num_classes=3)
+    assert "https://download.pytorch.org/models/vit_b_16" in str(info.value)
+
+
+def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
+    with pytest.warns(model_builder.RandomWeightsWarning, match="RANDOM weights"):
+        model, transforms = create_vit_feature_extractor(num_classes=3, allow_random_weights=True)
+    assert model.pretrained is False
+    assert count(model, trainable_only=True) == 2_307
+    assert transforms(torch.rand(3, 300, 260)).shape == (3, 224, 224)
+    assert model(torch.randn(1, 3, 224, 224)).shape == (1, 3)
+    assert count(vit_from_torchvision(model)) == count(model)  # the new head converts like any other
