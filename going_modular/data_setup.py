@@ -256,6 +256,46 @@ def manual_transforms(image_size: int = 224) -> transforms.Compose:
     return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
 
 
+# The paper's reference code scales pixels to [-1, 1]: mean 0.5 and standard deviation 0.5 per channel.
+VIT_MEAN = (0.5, 0.5, 0.5)
+VIT_STD = (0.5, 0.5, 0.5)
+AUGMENTATION_POLICIES = ("trivialaugment", "randaugment")
+
+
+def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugment") -> transforms.Compose:
+    """Training transform for a ViT trained from scratch on little data (as in DeiT and timm's recipes).
+
+    Random resized crop (scale 0.35-1) and horizontal flip, then an automatic augmentation policy,
+    then a tensor normalised to [-1, 1].
+
+    Args:
+        image_size: output height and width.
+        policy: "trivialaugment" (TrivialAugmentWide), "randaugment" (RandAugment, 2 ops at magnitude 9)
+            or None (crop and flip only).
+
+    Raises:
+        ValueError: for an unknown ``policy``.
+    """
+    if policy is not None and policy not in AUGMENTATION_POLICIES:
+        raise ValueError(f"policy must be one of {AUGMENTATION_POLICIES} or None, got {policy!r}.")
+    steps = [transforms.RandomResizedCrop(image_size, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip()]
+    if policy == "trivialaugment":
+        steps.append(transforms.TrivialAugmentWide())
+    elif policy == "randaugment":
+        steps.append(transforms.RandAugment(num_ops=2, magnitude=9))
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(VIT_MEAN, VIT_STD)])
+
+
+def eval_transforms(image_size: int = 224) -> transforms.Compose:
+    """Test-time transform matching ``train_transforms``: resize the short side, centre crop, normalise."""
+    return transforms.Compose([
+        transforms.Resize(round(image_size / 0.875)),  # the usual 87.5 % centre crop
+        transforms.CenterCrop(image_size),
+        transforms.ToTensor(),
+        transforms.Normalize(VIT_MEAN, VIT_STD),
+    ])
+
+
 class _ImageFolder(datasets.ImageFolder):
     """ImageFolder that ignores hidden folders, such as the ``.ipynb_checkpoints`` Jupyter leaves behind."""
 

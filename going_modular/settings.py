@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Union
 
 DATA_DIR_ENV = "VIT_COURSE_DATA_DIR"
 REDUCED_RUN_ENV = "VIT_COURSE_REDUCED"
@@ -44,6 +45,22 @@ def get_data_dir() -> Path:
     return Path.cwd() / "data"
 
 
+def get_images_dir() -> Path:
+    """Return the folder the notebooks write their figures into: ``<repository>/images`` or ``./images``."""
+    root = get_repository_root()
+    images = (root if root is not None else Path.cwd()) / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    return images
+
+
 def is_reduced_run() -> bool:
     """Return True when ``VIT_COURSE_REDUCED`` asks for a reduced run ("1", "true", "yes" or "on")."""
     return os.environ.get(REDUCED_RUN_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def describe_run(device: Union[str, "torch.device"]) -> str:
+    """One line for a notebook's output saying what produced it: device, torch version, run mode."""
+    import torch  # imported here so that settings stays importable without torch
+
+    mode = f"reduced run ({REDUCED_RUN_ENV}=1, as under pytest)" if is_reduced_run() else "full run"
+    return f"device: {device} | torch {torch.__version__} | {mode}"

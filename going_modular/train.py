@@ -9,15 +9,16 @@ configuration, seed, device, wall time) and a loss-curve PNG. ``--help`` lists e
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from going_modular import data_setup, engine, model_builder, utils
+from going_modular import data_setup, engine, model_builder, recipe, utils
 from going_modular.plotting import plot_loss_curves
 
 
@@ -32,18 +33,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU.")
     parser.add_argument("--epochs", type=int, default=10, help="Passes over the training data.")
     parser.add_argument("--batch-size", type=int, default=32, help="Images per batch.")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Learning rate of AdamW.")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate of AdamW (after any warmup).")
     parser.add_argument("--weight-decay", type=float, default=0.1,
-                        help="AdamW's decoupled weight decay (the paper's Table 3 uses 0.1 for JFT pre-training).")
+                        help="AdamW's decoupled weight decay on weight matrices; biases, norms, class token and "
+                             "position embedding get none (the paper's Table 3: 0.1 for JFT pre-training).")
     parser.add_argument("--image-size", type=int, default=224, help="Images are resized to this height and width.")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="A folder with train/<class>/ and test/<class>/ images. "
                              "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
     parser.add_argument("--output-dir", type=Path, default=Path("models"), help="Where the model, results and plot go.")
-    parser.add_argument("--model-name", default=None, help="File name stem of the outputs (default: the preset's name).")
+    parser.add_argument("--model-name", default=None, help="File name stem of the outputs; the preset's name when not given.")
     parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: the best available).")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
+    parser.add_argument("--patch-size", type=int, default=None, help="Override the preset's patch size P.")
+    parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
+    parser.add_argument("--warmup-epochs", type=int, default=0, help="Epochs of linear learning-rate warmup.")
+    parser.add_argument("--lr-decay", default="none", choices=recipe.DECAY_SCHEDULES,
+                        help="Learning-rate decay after warmup, stepped per optimisation step.")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing of the cross-entropy.")
+    parser.add_argument("--augment", default="none", choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
+                        help="none: the course's resize only; crop-flip: random resized crop and flip; "
+                             "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
     parser.add_argument("--max-grad-norm", type=float, default=None, help="Clip the global gradient norm (the paper: 1.0).")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
     parser.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16 autocast on CPU and recent GPUs).")
@@ -63,6 +74,22 @@ def _resolve_data_dir(data_dir: Optional[Path]) -> Path:
     return data_dir
 
 
+def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
+    """(train, test) transforms for the --augment choice."""
+    if augment == "none":
+        transform = data_setup.manual_transforms(image_size)
+        return transform, transform
+    policy = None if augment == "crop-flip" else augment
+    return data_setup.train_transforms(image_size, policy), data_setup.eval_transforms(image_size)
+
+
+def _model_overrides(args: argparse.Namespace) -> dict:
+    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate}
+    if args.patch_size is not None:
+        overrides["patch_size"] = args.patch_size
+    return overrides
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the command line and return the results dictionary that it also writes as JSON."""
     args = parse_args(argv)
@@ -71,20 +98,26 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     data_dir = _resolve_data_dir(args.data_dir)
 
     utils.set_seeds(args.seed)
-    transform = data_setup.manual_transforms(args.image_size)
+    train_transform, test_transform = _transforms(args.augment, args.image_size)
     train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
-        data_dir / "train", data_dir / "test", transform, args.batch_size, num_workers=args.num_workers
+        data_dir / "train", data_dir / "test", train_transform, args.batch_size,
+        num_workers=args.num_workers, test_transform=test_transform,
     )
-    model = model_builder.create_vit(args.model, num_classes=len(class_names), img_size=args.image_size).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
+    model = model_builder.create_vit(args.model, num_classes=len(class_names), **_model_overrides(args)).to(device)
+    optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(min(len(train_dataloader), args.max_batches or math.inf) / args.accumulation_steps)
+    scheduler = recipe.create_scheduler(
+        optimizer, total_steps=steps_per_epoch * args.epochs,
+        warmup_steps=min(steps_per_epoch * args.warmup_epochs, steps_per_epoch * args.epochs), decay=args.lr_decay,
+    )
 
     print(f"Training {args.model} on {device} for {args.epochs} epochs: {len(train_dataloader.dataset)} train and "
           f"{len(test_dataloader.dataset)} test images from {data_dir}"
           + (f" (at most {args.max_batches} batches per epoch)" if args.max_batches else ""))
     start = time.perf_counter()
     history = engine.train(
-        model, train_dataloader, test_dataloader, optimizer, nn.CrossEntropyLoss(), args.epochs, device,
-        max_grad_norm=args.max_grad_norm, accumulation_steps=args.accumulation_steps, amp=args.amp,
+        model, train_dataloader, test_dataloader, optimizer, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
+        args.epochs, device, scheduler=scheduler, max_grad_norm=args.max_grad_norm, accumulation_steps=args.accumulation_steps, amp=args.amp,
         max_batches=args.max_batches,
     )
     wall_time = time.perf_counter() - start

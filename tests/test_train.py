@@ -90,3 +90,15 @@ def test_plot_loss_curves_saves_png_and_rejects_other_dicts(tmp_path):
     assert (tmp_path / "sub" / "curves.png").stat().st_size > 1000
     with pytest.raises(KeyError, match="engine.train"):
         plotting.plot_loss_curves({"loss": [1.0]})
+
+
+def test_train_command_line_with_the_full_recipe(tmp_path):
+    data_dir = make_colour_dataset(tmp_path / "colours")
+    results = train.main([
+        "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--patch-size", "8", "--batch-size", "4",
+        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0",
+        "--augment", "trivialaugment", "--warmup-epochs", "1", "--lr-decay", "cosine", "--label-smoothing", "0.1",
+        "--drop-path-rate", "0.1", "--max-grad-norm", "1.0", "--accumulation-steps", "2",
+    ])
+    assert results["config"]["augment"] == "trivialaugment" and results["config"]["patch_size"] == 8
+    assert all(loss == loss for loss in results["metrics"]["train_loss"])  # finite, not NaN

@@ -1,0 +1,81 @@
+"""The paper's optimisation recipe (going_modular.recipe) and the augmentation transforms."""
+import pytest
+import torch
+from PIL import Image
+
+from going_modular import data_setup, recipe
+from going_modular.model_builder import ViT
+
+
+def tiny_vit() -> ViT:
+    return ViT(img_size=16, patch_size=8, num_transformer_layers=2, embedding_dim=8, mlp_size=16, num_heads=2,
+               num_classes=3)
+
+
+def test_param_groups_skip_biases_norms_class_token_and_position_embedding():
+    model = tiny_vit()
+    model.patch_embedding.requires_grad_(False)  # frozen parameters are left out
+    decay, no_decay = recipe.param_groups(model, weight_decay=0.3)
+    assert decay["weight_decay"] == 0.3 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert {"class_token", "position_embedding", "norm.weight", "norm.bias", "head.bias",
+            "transformer_encoder.0.msa_block.qkv.bias"} <= skipped
+    assert {"head.weight", "transformer_encoder.1.mlp_block.mlp.0.weight",
+            "transformer_encoder.0.msa_block.qkv.weight"} <= decayed
+    assert not any(name.startswith("patch_embedding") for name in decayed | skipped)
+    trainable = sum(p.requires_grad for p in model.parameters())
+    assert len(decayed) + len(skipped) == trainable
+
+
+def learning_rates(warmup_steps: int, decay: str, total_steps: int = 10) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = recipe.create_scheduler(optimizer, total_steps, warmup_steps, decay)
+    rates = []
+    for _ in range(total_steps + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_warmup_then_cosine_decay():
+    rates = learning_rates(warmup_steps=4, decay="cosine")
+    assert rates[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert all(a > b for a, b in zip(rates[4:], rates[5:]))  # strictly falling after the peak
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_linear_decay_without_warmup_and_constant():
+    assert learning_rates(0, "linear", total_steps=4) == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
+    assert learning_rates(2, "none", total_steps=4) == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+
+
+def test_scheduler_rejects_bad_arguments():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="decay must be one of"):
+        recipe.create_scheduler(optimizer, 10, decay="step")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        recipe.create_scheduler(optimizer, 10, warmup_steps=11)
+
+
+def test_create_optimizer_uses_the_papers_betas():
+    optimizer = recipe.create_optimizer(tiny_vit(), lr=3e-3, weight_decay=0.1)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["betas"] == (0.9, 0.999) and optimizer.defaults["lr"] == 3e-3
+
+
+@pytest.mark.parametrize("policy", [None, "trivialaugment", "randaugment"])
+def test_train_and_eval_transforms_give_normalised_tensors(policy):
+    image = Image.new("RGB", (120, 90), (255, 0, 0))
+    for transform in (data_setup.train_transforms(64, policy), data_setup.eval_transforms(64)):
+        tensor = transform(image)
+        assert tensor.shape == (3, 64, 64)
+        assert tensor.min() >= -1.0 and tensor.max() <= 1.0
+    assert data_setup.eval_transforms(64)(image)[0].mean() == pytest.approx(1.0)  # pure red -> +1
+
+
+def test_unknown_augmentation_policy_is_refused():
+    with pytest.raises(ValueError, match="policy must be one of"):
+        data_setup.train_transforms(64, "autoaugment-xl")
