@@ -1,0 +1,202 @@
+"""Images per second of the course's ViT against torchvision's (and timm's, when installed).
+
+    python benchmarks/throughput.py                       # ViT-B/16, batch 8, 224 x 224, float32, CPU
+    python benchmarks/throughput.py --device cuda --dtype bfloat16 --batch-size 64
+
+One process, same batch, dtype, threads and image size for every candidate, random weights. The
+candidates are measured in turn, round after round (interleaved), so a slow phase of the machine
+hits all of them alike; the table reports the median, min and max over rounds. Achieved GFLOP/s are
+compared with the machine's peak, measured in the same run by timing a large float32 matmul.
+
+The last line reads ``ratio_vs_torchvision train=X.XX infer=Y.YY`` (median course / median torchvision).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from going_modular.model_builder import VIT_PRESETS, create_vit  # noqa: E402
+
+TORCHVISION_BUILDERS = {"vit_b_16": "vit_b_16", "vit_l_16": "vit_l_16", "vit_h_14": "vit_h_14"}
+TIMM_NAMES = {"vit_ti_16": "vit_tiny_patch16_224", "vit_s_16": "vit_small_patch16_224",
+              "vit_b_16": "vit_base_patch16_224", "vit_l_16": "vit_large_patch16_224", "vit_h_14": "vit_huge_patch14_224"}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="vit_b_16", choices=sorted(VIT_PRESETS), help="ViT size.")
+    parser.add_argument("--batch-size", type=int, default=8, help="Images per batch.")
+    parser.add_argument("--image-size", type=int, default=224, help="Image height and width.")
+    parser.add_argument("--num-classes", type=int, default=1000, help="Outputs of the head.")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N).")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="float32, or bfloat16 autocast (weights stay float32).")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every candidate.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per candidate and mode first.")
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per measurement.")
+    parser.add_argument("--repeats", type=int, default=5, help="Interleaved rounds of measurements.")
+    parser.add_argument("--peak-size", type=int, default=2048, help="Side of the square matmul timed for the peak.")
+    parser.add_argument("--no-timm", action="store_true", help="Leave timm out even when it is installed.")
+    return parser.parse_args(argv)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a large float32 matrix multiply: the machine's practical peak for this run."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9
+
+
+def build_candidates(args: argparse.Namespace) -> dict[str, nn.Module]:
+    """The models to compare, with random weights, each built for the same image size and classes."""
+    candidates = {"course": create_vit(args.model, num_classes=args.num_classes, img_size=args.image_size)}
+    tv_name = TORCHVISION_BUILDERS.get(args.model)
+    if tv_name is not None:
+        candidates["torchvision"] = getattr(torchvision.models, tv_name)(
+            num_classes=args.num_classes, image_size=args.image_size)
+    else:  # torchvision has no Tiny or Small ViT: build its class with the same sizes
+        preset = VIT_PRESETS[args.model]
+        candidates["torchvision"] = torchvision.models.VisionTransformer(
+            image_size=args.image_size, patch_size=preset["patch_size"], num_layers=preset["num_transformer_layers"],
+            num_heads=preset["num_heads"], hidden_dim=preset["embedding_dim"], mlp_dim=preset["mlp_size"],
+            num_classes=args.num_classes)
+    if not args.no_timm:
+        with contextlib.suppress(ImportError):
+            import timm
+
+            candidates["timm"] = timm.create_model(TIMM_NAMES[args.model], pretrained=False,
+                                                   num_classes=args.num_classes, img_size=args.image_size)
+    return candidates
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def make_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace,
+               device: torch.device) -> dict[str, Callable[[], None]]:
+    """One inference step and one training step (forward, backward, AdamW step) for ``model``."""
+    runnable = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def infer() -> None:
+        model.eval()
+        with torch.inference_mode(), _autocast(device, args.dtype):
+            runnable(images)
+
+    def train() -> None:
+        model.train()
+        with _autocast(device, args.dtype):
+            loss = loss_fn(runnable(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return {"infer": infer, "train": train}
+
+
+def time_steps(step: Callable[[], None], steps: int, device: torch.device) -> float:
+    """Seconds per step, averaged over ``steps`` consecutive steps."""
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def forward_flops(model: nn.Module, images: torch.Tensor) -> int:
+    """FLOPs of one forward pass, counted by PyTorch's FlopCounterMode (matmuls, convolutions, attention)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(images)
+    return counter.get_total_flops()
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    labels = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
+    candidates = {name: model.to(device) for name, model in build_candidates(args).items()}
+    flops = forward_flops(candidates["course"], images)
+    peak = measure_matmul_peak(device, args.peak_size)
+    steps = {name: make_steps(model, images, labels, args, device) for name, model in candidates.items()}
+
+    print(f"{args.model} | batch {args.batch_size} | {args.image_size} x {args.image_size} | {args.dtype} | "
+          f"device {device} ({_device_name(device)}) | threads {torch.get_num_threads()} | "
+          f"compile {args.compile} | torch {torch.__version__} | {args.repeats} rounds of {args.steps} steps")
+    print(f"forward: {flops / 1e9:.1f} GFLOP per batch (training step counted as 3x) | "
+          f"measured float32 matmul peak: {peak:.0f} GFLOP/s")
+    for name in steps:  # warm-up: first calls allocate memory, pick kernels, compile
+        for mode in ("infer", "train"):
+            for _ in range(args.warmup):
+                steps[name][mode]()
+    seconds: dict[str, dict[str, list[float]]] = {name: {"infer": [], "train": []} for name in steps}
+    for _ in range(args.repeats):
+        for mode in ("infer", "train"):
+            for name in steps:
+                seconds[name][mode].append(time_steps(steps[name][mode], args.steps, device))
+    report(seconds, args.batch_size, flops, peak)
+    return seconds
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "CPU"
+
+
+def report(seconds: dict[str, dict[str, list[float]]], batch_size: int, flops: int, peak: float) -> None:
+    """Print the table and the final machine-readable ratio line."""
+    print(f"\n{'model':<12}{'mode':<7}{'median img/s':>13}{'min':>9}{'max':>9}{'vs tv':>7}{'GFLOP/s':>9}{'of peak':>9}")
+    medians = {name: {mode: batch_size / statistics.median(times) for mode, times in modes.items()}
+               for name, modes in seconds.items()}
+    for mode, multiplier in (("infer", 1), ("train", 3)):
+        for name, modes in seconds.items():
+            rates = [batch_size / t for t in modes[mode]]
+            median = medians[name][mode]
+            gflops = median / batch_size * flops * multiplier / 1e9
+            print(f"{name:<12}{mode:<7}{median:>13.2f}{min(rates):>9.2f}{max(rates):>9.2f}"
+                  f"{median / medians['torchvision'][mode]:>7.2f}{gflops:>9.1f}{gflops / peak:>9.0%}")
+    print(f"\nratio_vs_torchvision train={medians['course']['train'] / medians['torchvision']['train']:.2f} "
+          f"infer={medians['course']['infer'] / medians['torchvision']['infer']:.2f}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, dict[str, list[float]]]:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
