@@ -3,10 +3,12 @@
 Several of them are the same functions as in ``going_modular`` and are re-exported from there, so
 there is one implementation of each thing:
 
-    set_seeds          -> going_modular.utils
-    download_data      -> going_modular.data_setup
-    plot_loss_curves   -> going_modular.plotting
-    pred_and_plot_image-> going_modular.predictions
+    set_seeds                  -> going_modular.utils
+    download_data              -> going_modular.data_setup
+    plot_loss_curves, plot_image_batch, plot_patch_grid, plot_feature_maps
+                               -> going_modular.plotting
+    plot_attention_heads       -> going_modular.attention
+    pred_and_plot_image        -> going_modular.predictions
 
 The rest are small helpers the notebooks use that belong to no module of the package.
 """
@@ -18,15 +20,20 @@ from typing import Optional, Union
 
 import torch
 
+from going_modular.attention import plot_attention_heads
 from going_modular.data_setup import download_data
-from going_modular.plotting import plot_loss_curves
+from going_modular.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
 from going_modular.predictions import pred_and_plot_image
 from going_modular.utils import set_seeds
 
 __all__ = [
     "accuracy_fn",
     "download_data",
+    "plot_attention_heads",
+    "plot_feature_maps",
+    "plot_image_batch",
     "plot_loss_curves",
+    "plot_patch_grid",
     "pred_and_plot_image",
     "print_train_time",
     "set_seeds",

@@ -3,9 +3,12 @@
     data_setup     download pizza_steak_sushi, load images, build dataloaders
     model_builder  the ViT of the paper (equations 1-4, Table 1) and its torchvision conversion
     engine         training and testing loops
+    recipe         the paper's optimiser, weight-decay groups and learning-rate schedule
+    features       train a head on a frozen backbone's features, computed once
+    attention      pictures of attention weights
     utils          save and load models safely, seeds, device
     predictions    predict on image files, with a picture
-    plotting       loss curves
+    plotting       loss curves, image batches, patch grids, feature maps
     settings       where data lives; whether this is a reduced (test) run
     train          the command line: python -m going_modular.train
 """

@@ -306,7 +306,7 @@ class ViT(nn.Module):
             dense = self.pre_logits[0]
             nn.init.trunc_normal_(dense.weight, std=math.sqrt(1 / dense.in_features))
             nn.init.zeros_(dense.bias)
-        # A zero head starts every class at the same logit (the paper's fine-tuning head, section 3.1).
+        # A zero head starts every class at the same logit (the paper's fine-tuning head, section 3.2).
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 

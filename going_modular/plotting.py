@@ -1,12 +1,19 @@
-"""Plots the course draws more than once: loss and accuracy curves."""
+"""Plots the course draws more than once: loss and accuracy curves, image batches, patches, feature maps."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
 
 from going_modular.engine import Results
+
+ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 
 
 def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None, title: Optional[str] = None):
@@ -41,4 +48,185 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
         save_path = Path(save_path)
         save_path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(save_path, dpi=100)
+    return figure
+
+
+# ------------------------------------------------------------------ pictures of images, patches and features
+
+
+def image_to_hwc(image: ImageLike) -> np.ndarray:
+    """A PIL image, a tensor [C, H, W] in [0, 1] or an array [H, W, C] -> float array [H, W, C] in [0, 1].
+
+    Raises:
+        ValueError: the tensor or array is not a single 3-dimensional image.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3:
+            raise ValueError(f"Expected one image [channels, height, width], got shape {tuple(image.shape)}.")
+        return image.detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim != 3:
+        raise ValueError(f"Expected an image array [height, width, channels], got shape {array.shape}.")
+    return array / 255.0 if array.max() > 1.0 else array
+
+
+def plot_image_batch(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: Sequence[str],
+    ncols: int = 8,
+    title: Optional[str] = None,
+    panel_size: float = 1.5,
+) -> Figure:
+    """Show a batch of images as a grid, each titled with its class name (notebook 00).
+
+    Args:
+        images: a batch [B, C, H, W] with values in [0, 1] (e.g. from ``create_dataloaders``).
+        labels: class indices [B].
+        class_names: the name of each class index.
+        ncols: images per row.
+        title: an optional title over the grid.
+        panel_size: width of each image's panel in inches (smaller keeps notebooks light).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: ``images`` is not 4-D, or ``images`` and ``labels`` differ in length.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"Expected a batch [batch, channels, height, width], got shape {tuple(images.shape)}.")
+    if len(images) != len(labels):
+        raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
+    ncols = max(1, min(ncols, len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.25) * nrows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(image_to_hwc(images[index]))
+            axis.set_title(class_names[int(labels[index])], fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_patch_grid(
+    image: torch.Tensor,
+    patch_size: int,
+    num_rows: Optional[int] = None,
+    gap: int = 2,
+    show_numbers: bool = True,
+    title: Optional[str] = None,
+) -> Figure:
+    """Draw one image cut into its P x P patches, a small gap between them, each labelled with its number.
+
+    The numbers run row by row from 1 to N = H * W / P^2, the order in which the patches enter the
+    Transformer as the sequence x_p^1 ... x_p^N of equation 1 (notebook 01).
+
+    Args:
+        image: one image [C, H, W] with values in [0, 1]; H and W divisible by ``patch_size``.
+        patch_size: P, the side of a patch in pixels.
+        num_rows: draw only the first ``num_rows`` rows of patches (e.g. 1 for the top row); all by default.
+        gap: white pixels between neighbouring patches.
+        show_numbers: write each patch's number in its top-left corner.
+        title: a title for the figure; by default one naming P, the grid and N.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: the image is not [C, H, W], a side is not divisible by ``patch_size``, or
+            ``num_rows`` is outside 1 ... H / P.
+    """
+    array = image_to_hwc(image)
+    height, width = array.shape[:2]
+    if patch_size <= 0 or height % patch_size or width % patch_size:
+        raise ValueError(f"Image height and width must be divisible by the patch size {patch_size}, got {height} x {width}.")
+    rows, cols = height // patch_size, width // patch_size
+    num_rows = rows if num_rows is None else num_rows
+    if not 1 <= num_rows <= rows:
+        raise ValueError(f"num_rows must be between 1 and {rows} for this image, got {num_rows}.")
+    step = patch_size + gap
+    canvas = np.ones((num_rows * step - gap, cols * step - gap, array.shape[2]), dtype=array.dtype)
+    for row in range(num_rows):
+        for col in range(cols):
+            canvas[row * step : row * step + patch_size, col * step : col * step + patch_size] = array[
+                row * patch_size : (row + 1) * patch_size, col * patch_size : (col + 1) * patch_size
+            ]
+    inches_per_pixel = 8.0 / canvas.shape[1]
+    figure, axis = plt.subplots(figsize=(8.0, max(1.0, canvas.shape[0] * inches_per_pixel) + 0.6))
+    axis.imshow(canvas.squeeze(-1) if canvas.shape[2] == 1 else canvas, cmap="gray" if canvas.shape[2] == 1 else None)
+    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)], fontsize=7)
+    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)], [str(row + 1) for row in range(num_rows)], fontsize=7)
+    axis.set_xlabel("patch column")
+    axis.set_ylabel("patch row")
+    axis.tick_params(length=0)
+    for spine in axis.spines.values():
+        spine.set_visible(False)
+    if show_numbers:
+        for row in range(num_rows):
+            for col in range(cols):
+                axis.text(
+                    col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=5, va="top", ha="left",
+                    color="white", bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0),
+                )
+    shown = num_rows * cols
+    axis.set_title(
+        title
+        or f"P = {patch_size}: {num_rows} x {cols} patches shown ({shown} of N = {rows} x {cols} = {rows * cols})"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def plot_feature_maps(
+    feature_maps: torch.Tensor,
+    indices: Sequence[int],
+    ncols: int = 5,
+    title: Optional[str] = None,
+) -> Figure:
+    """Show chosen channels of a stack of feature maps, e.g. the patch convolution's output (notebook 01).
+
+    Each panel is one of the D output channels of the patch projection: for every patch it shows the
+    value of that one coordinate of the patch's embedding x_p E.
+
+    Args:
+        feature_maps: [D, h, w] or [1, D, h, w] (a batch of one), e.g. [1, 768, 14, 14].
+        indices: which of the D channels to show.
+        ncols: panels per row.
+        title: an optional title over the panels.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: the tensor is not [D, h, w] or [1, D, h, w], ``indices`` is empty, or an index is out of range.
+    """
+    if feature_maps.ndim == 4 and feature_maps.shape[0] == 1:
+        feature_maps = feature_maps[0]
+    if feature_maps.ndim != 3:
+        raise ValueError(f"Expected feature maps [D, h, w] or [1, D, h, w], got shape {tuple(feature_maps.shape)}.")
+    indices = [int(index) for index in indices]
+    if not indices:
+        raise ValueError("indices is empty; name at least one channel to show.")
+    depth = feature_maps.shape[0]
+    bad = [index for index in indices if not 0 <= index < depth]
+    if bad:
+        raise ValueError(f"Channel indices {bad} are out of range for {depth} feature maps (0 ... {depth - 1}).")
+    maps = feature_maps.detach().cpu().float()
+    ncols = max(1, min(ncols, len(indices)))
+    nrows = math.ceil(len(indices) / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, indices):
+        axis.imshow(maps[index].numpy(), cmap="viridis")
+        axis.set_title(f"channel {index}", fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
     return figure

@@ -1,0 +1,190 @@
+"""Pictures of what a ViT attends to, computed from the attention weights the model returns.
+
+Every function here takes attention weights as ``MultiheadSelfAttentionBlock`` and ``ViT`` return them
+with ``return_attention=True``: one tensor [batch, heads, N + 1, N + 1] per layer, softmax(q k^T /
+sqrt(D_h)) of equation 2 and appendix A, where token 0 is the class token and tokens 1..N are the
+patches in row-major order (equation 1). Nothing here runs or copies a model; it only reads weights.
+
+    class_token_attention      one layer -> per-head maps of the class token's attention over patches
+                               (notebook 02, equation 2; notebook 07 for a trained model)
+    upsample_attention_map     a [gh, gw] map -> [H, W], to lie over the image
+    plot_attention_over_image  one map drawn over one image
+    plot_attention_heads       one map per head, side by side, over the same image
+
+The private helpers (``_check_attention``, ``_grid_shape``) are the shared checks that further
+measures of attention (for example attention rollout across layers, or the mean attention distance of
+each head) build on, so that every function reads the same layout and fails with the same messages.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from going_modular.plotting import ImageLike, image_to_hwc
+
+GridSize = Union[int, tuple[int, int]]
+
+# The class token is the first token of the sequence (equation 1: z_0 = [x_class; x_p^1 E; ...]).
+CLASS_TOKEN_INDEX = 0
+
+
+def _grid_shape(grid_size: GridSize) -> tuple[int, int]:
+    """(rows, columns) of the patch grid: H / P and W / P."""
+    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else (int(grid_size[0]), int(grid_size[1]))
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid_size must be positive, got {grid_size}.")
+    return rows, cols
+
+
+def _check_attention(attention: torch.Tensor, grid_size: GridSize) -> tuple[int, int]:
+    """Check that ``attention`` is [batch, heads, N + 1, N + 1] with N = rows * cols; return (rows, cols)."""
+    rows, cols = _grid_shape(grid_size)
+    if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
+        raise ValueError(
+            f"Expected attention weights [batch, heads, tokens, tokens], got shape {tuple(attention.shape)}."
+        )
+    tokens = attention.shape[-1]
+    if tokens != rows * cols + 1:
+        raise ValueError(
+            f"A {rows} x {cols} patch grid plus the class token is {rows * cols + 1} tokens, "
+            f"but the attention weights have {tokens} tokens (shape {tuple(attention.shape)})."
+        )
+    return rows, cols
+
+
+def class_token_attention(attention: torch.Tensor, grid_size: GridSize, batch_index: int = 0) -> torch.Tensor:
+    """How much the class token attends to each patch, one map per head (notebook 02, equation 2).
+
+    Row 0 of the attention matrix holds the weights the class token gives to every token; dropping
+    its weight on itself and laying the N patch weights out as the patch grid gives a picture.
+
+    Args:
+        attention: one layer's weights [batch, heads, N + 1, N + 1], e.g. an element of the list that
+            ``ViT(..., return_attention=True)`` returns.
+        grid_size: the patch grid (H / P, W / P); an int for a square grid (224 / 16 = 14).
+        batch_index: which image of the batch.
+
+    Returns:
+        A float tensor [heads, rows, cols] on the CPU, detached. Each head's map sums to 1 minus the
+        weight the class token gives itself.
+
+    Raises:
+        ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size.
+        IndexError: ``batch_index`` is outside the batch.
+    """
+    rows, cols = _check_attention(attention, grid_size)
+    batch = attention.shape[0]
+    if not -batch <= batch_index < batch:
+        raise IndexError(f"batch_index {batch_index} is outside a batch of {batch}.")
+    from_class_token = attention[batch_index, :, CLASS_TOKEN_INDEX, CLASS_TOKEN_INDEX + 1 :]  # [heads, N]
+    return from_class_token.detach().float().cpu().reshape(-1, rows, cols)
+
+
+def upsample_attention_map(attention_map: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Stretch a [rows, cols] map to [height, width] pixels so it can lie over the image.
+
+    Args:
+        attention_map: [rows, cols], one value per patch.
+        size: (height, width) of the image.
+        mode: ``"bilinear"`` (smooth) or ``"nearest"`` (one flat square per patch).
+
+    Returns:
+        A float tensor [height, width] on the CPU.
+
+    Raises:
+        ValueError: ``attention_map`` is not two-dimensional.
+    """
+    if attention_map.ndim != 2:
+        raise ValueError(f"Expected one map [rows, cols], got shape {tuple(attention_map.shape)}.")
+    grid = attention_map.detach().float().cpu()[None, None]
+    align = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(grid, size=tuple(size), mode=mode, **align)[0, 0]
+
+
+def plot_attention_over_image(
+    image: ImageLike,
+    attention_map: torch.Tensor,
+    ax: Optional[plt.Axes] = None,
+    alpha: float = 0.6,
+    cmap: str = "inferno",
+    title: Optional[str] = None,
+    normalize: bool = True,
+) -> plt.Axes:
+    """Draw one attention map over the image it came from (notebook 02, equation 2; notebook 07).
+
+    The [rows, cols] map is upsampled bilinearly to the image's size and drawn on top of it.
+
+    Args:
+        image: the image the model saw: a PIL image, a tensor [C, H, W] in [0, 1], or an array [H, W, C].
+        attention_map: [rows, cols], e.g. one head of ``class_token_attention``.
+        ax: the Axes to draw on (default: a new figure).
+        alpha: opacity of the map (0 shows only the image, 1 only the map).
+        cmap: a matplotlib colour map.
+        title: the Axes title.
+        normalize: stretch the map to [0, 1] (min to max) before drawing. The colours then show where
+            attention is higher or lower, not how much; a nearly uniform map looks as contrasted as a
+            peaked one, so print the raw values alongside when that matters.
+
+    Returns:
+        The Axes drawn on.
+
+    Raises:
+        ValueError: the map is not [rows, cols] or the image has an unexpected shape.
+    """
+    pixels = image_to_hwc(image)
+    heat = upsample_attention_map(attention_map, size=pixels.shape[:2])
+    if normalize:
+        low, high = heat.min(), heat.max()
+        heat = (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(pixels)
+    ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_attention_heads(
+    image: ImageLike,
+    attention_maps: torch.Tensor,
+    titles: Optional[Sequence[str]] = None,
+    suptitle: Optional[str] = None,
+    **kwargs,
+) -> plt.Figure:
+    """Draw the image, then one panel per head with that head's map over the image.
+
+    Args:
+        image: as for ``plot_attention_over_image``.
+        attention_maps: [heads, rows, cols], e.g. the output of ``class_token_attention``.
+        titles: one title per head (default "head 0", "head 1", ...).
+        suptitle: a title over the whole figure.
+        **kwargs: passed on to ``plot_attention_over_image`` (alpha, cmap, normalize).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: ``attention_maps`` is not [heads, rows, cols], or ``titles`` has the wrong length.
+    """
+    if attention_maps.ndim != 3:
+        raise ValueError(f"Expected maps [heads, rows, cols], got shape {tuple(attention_maps.shape)}.")
+    heads = attention_maps.shape[0]
+    titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
+    if len(titles) != heads:
+        raise ValueError(f"Got {len(titles)} titles for {heads} heads.")
+    figure, axes = plt.subplots(1, heads + 1, figsize=(3.2 * (heads + 1), 3.6), squeeze=False)
+    axes[0, 0].imshow(image_to_hwc(image))
+    axes[0, 0].set_title("image")
+    axes[0, 0].axis("off")
+    for head, (ax, title) in enumerate(zip(axes[0, 1:], titles)):
+        plot_attention_over_image(image, attention_maps[head], ax=ax, title=title, **kwargs)
+    if suptitle:
+        figure.suptitle(suptitle)
+    figure.tight_layout()
+    return figure

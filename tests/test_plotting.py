@@ -1,0 +1,124 @@
+"""Tests for the pictures in going_modular.plotting: image batches (notebook 00), patch grids and
+feature maps (notebook 01). Fast: small generated tensors, the Agg backend, every figure closed."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from going_modular import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _image(height: int = 32, width: int = 48) -> torch.Tensor:
+    return torch.rand(3, height, width, generator=torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------------------------------ plot_image_batch
+
+
+def test_plot_image_batch_titles_each_image_with_its_class_name():
+    images = torch.rand(5, 3, 8, 8)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    figure = plotting.plot_image_batch(images, labels, ["pizza", "steak", "sushi"], ncols=3, title="a batch")
+    assert isinstance(figure, Figure)
+    axes = figure.axes
+    assert len(axes) == 6  # 2 rows x 3 columns, the last one empty
+    assert [axis.get_title() for axis in axes[:5]] == ["pizza", "sushi", "steak", "sushi", "pizza"]
+    assert axes[5].get_title() == "" and not axes[5].images
+    assert figure._suptitle.get_text() == "a batch"
+
+
+def test_plot_image_batch_shows_the_pixels_channels_last():
+    images = torch.rand(2, 3, 4, 6)
+    figure = plotting.plot_image_batch(images, torch.tensor([0, 1]), ["a", "b"])
+    np.testing.assert_allclose(figure.axes[1].images[0].get_array(), images[1].permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (torch.rand(3, 8, 8), torch.tensor([0]), "Expected a batch"),
+        (torch.rand(2, 3, 8, 8), torch.tensor([0]), "2 images but 1 labels"),
+    ],
+)
+def test_plot_image_batch_rejects_bad_input(images, labels, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.plot_image_batch(images, labels, ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------- plot_patch_grid
+
+
+def test_plot_patch_grid_numbers_every_patch_row_by_row():
+    figure = plotting.plot_patch_grid(_image(32, 48), patch_size=16)  # 2 x 3 patches
+    axis = figure.axes[0]
+    assert [text.get_text() for text in axis.texts] == ["1", "2", "3", "4", "5", "6"]
+    assert "N = 2 x 3 = 6" in axis.get_title()
+
+
+def test_plot_patch_grid_places_each_patch_between_gaps():
+    image, patch_size, gap = _image(32, 48), 16, 2
+    canvas = plotting.plot_patch_grid(image, patch_size, gap=gap).axes[0].images[0].get_array()
+    assert canvas.shape == (2 * patch_size + gap, 3 * patch_size + 2 * gap, 3)
+    pixels = image.permute(1, 2, 0).numpy()
+    # Patch 6 (row 2, column 3) sits after two gaps horizontally and one vertically.
+    np.testing.assert_allclose(canvas[18:34, 36:52], pixels[16:32, 32:48])
+    np.testing.assert_allclose(canvas[16:18], 1.0)  # the white gap between the rows
+
+
+def test_plot_patch_grid_can_show_only_the_top_row():
+    figure = plotting.plot_patch_grid(_image(32, 48), patch_size=16, num_rows=1, show_numbers=False)
+    axis = figure.axes[0]
+    assert axis.images[0].get_array().shape[:2] == (16, 3 * 16 + 2 * 2)
+    assert len(axis.texts) == 0
+    assert "3 of N = 2 x 3 = 6" in axis.get_title()
+
+
+@pytest.mark.parametrize(
+    "image, patch_size, num_rows, message",
+    [
+        (torch.rand(3, 30, 32), 16, None, "divisible by the patch size 16, got 30 x 32"),
+        (torch.rand(1, 3, 32, 32), 16, None, r"Expected one image \[channels, height, width\]"),
+        (torch.rand(3, 32, 32), 16, 3, "num_rows must be between 1 and 2"),
+    ],
+)
+def test_plot_patch_grid_rejects_bad_input(image, patch_size, num_rows, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.plot_patch_grid(image, patch_size, num_rows=num_rows)
+
+
+# ----------------------------------------------------------------------------------------- plot_feature_maps
+
+
+def test_plot_feature_maps_shows_the_chosen_channels():
+    maps = torch.randn(1, 10, 4, 4)
+    figure = plotting.plot_feature_maps(maps, indices=[0, 3, 9], ncols=2, title="maps")
+    shown = [axis for axis in figure.axes if axis.images]
+    assert [axis.get_title() for axis in shown] == ["channel 0", "channel 3", "channel 9"]
+    np.testing.assert_allclose(shown[1].images[0].get_array(), maps[0, 3].numpy())
+    assert len(figure.axes) == 4  # 2 x 2 panels, one left empty
+
+
+@pytest.mark.parametrize(
+    "maps, indices, message",
+    [
+        (torch.randn(2, 10, 4, 4), [0], r"Expected feature maps \[D, h, w\]"),
+        (torch.randn(10, 4, 4), [], "indices is empty"),
+        (torch.randn(10, 4, 4), [3, 10], r"\[10\] are out of range for 10 feature maps"),
+    ],
+)
+def test_plot_feature_maps_rejects_bad_input(maps, indices, message):
+    with pytest.raises(ValueError, match=message):
+        plotting.plot_feature_maps(maps, indices)
