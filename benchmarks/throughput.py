@@ -3,7 +3,7 @@
     python benchmarks/throughput.py                       # ViT-B/16, batch 8, 224 x 224, float32, CPU
     python benchmarks/throughput.py --device cuda --dtype bfloat16 --batch-size 64
 
-One process, same batch, dtype, threads and image size for every candidate, random weights. The
+One process, same batch, dtype, threads, image size and dropout for every candidate, random weights. The
 candidates are measured in turn, round after round (interleaved), so a slow phase of the machine
 hits all of them alike; the table reports the median, min and max over rounds. Achieved GFLOP/s are
 compared with the machine's peak, measured in the same run by timing a large float32 matmul.
@@ -40,6 +40,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="Images per batch.")
     parser.add_argument("--image-size", type=int, default=224, help="Image height and width.")
     parser.add_argument("--num-classes", type=int, default=1000, help="Outputs of the head.")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="Dropout rate given to every candidate (torchvision's and timm's default is 0).")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N).")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                         help="float32, or bfloat16 autocast (weights stay float32).")
@@ -75,23 +77,26 @@ def measure_matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5
 
 def build_candidates(args: argparse.Namespace) -> dict[str, nn.Module]:
     """The models to compare, with random weights, each built for the same image size and classes."""
-    candidates = {"course": create_vit(args.model, num_classes=args.num_classes, img_size=args.image_size)}
+    candidates = {"course": create_vit(args.model, num_classes=args.num_classes, img_size=args.image_size,
+                                       proj_dropout=args.dropout, mlp_dropout=args.dropout,
+                                       embedding_dropout=args.dropout)}
     tv_name = TORCHVISION_BUILDERS.get(args.model)
     if tv_name is not None:
         candidates["torchvision"] = getattr(torchvision.models, tv_name)(
-            num_classes=args.num_classes, image_size=args.image_size)
+            num_classes=args.num_classes, image_size=args.image_size, dropout=args.dropout)
     else:  # torchvision has no Tiny or Small ViT: build its class with the same sizes
         preset = VIT_PRESETS[args.model]
         candidates["torchvision"] = torchvision.models.VisionTransformer(
             image_size=args.image_size, patch_size=preset["patch_size"], num_layers=preset["num_transformer_layers"],
             num_heads=preset["num_heads"], hidden_dim=preset["embedding_dim"], mlp_dim=preset["mlp_size"],
-            num_classes=args.num_classes)
+            num_classes=args.num_classes, dropout=args.dropout)
     if not args.no_timm:
         with contextlib.suppress(ImportError):
             import timm
 
             candidates["timm"] = timm.create_model(TIMM_NAMES[args.model], pretrained=False,
-                                                   num_classes=args.num_classes, img_size=args.image_size)
+                                                   num_classes=args.num_classes, img_size=args.image_size,
+                                                   drop_rate=args.dropout, proj_drop_rate=args.dropout)
     return candidates
 
 

@@ -47,10 +47,22 @@ def get_data_dir() -> Path:
 
 def get_images_dir() -> Path:
     """Return the folder the notebooks write their figures into: ``<repository>/images`` or ``./images``."""
+    return _folder("images")
+
+
+def get_models_dir() -> Path:
+    """Return the folder trained models are saved in (never committed): ``<repository>/models`` or ``./models``.
+
+    Notebooks 05 and 06 save there and notebook 07 loads from there.
+    """
+    return _folder("models")
+
+
+def _folder(name: str) -> Path:
     root = get_repository_root()
-    images = (root if root is not None else Path.cwd()) / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    return images
+    folder = (root if root is not None else Path.cwd()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def is_reduced_run() -> bool:

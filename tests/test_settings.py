@@ -18,6 +18,7 @@ def test_data_and_images_dirs_inside_a_checkout(monkeypatch):
     assert root is not None and (root / "going_modular").is_dir()
     assert settings.get_data_dir() == root / "data"
     assert settings.get_images_dir() == root / "images"
+    assert settings.get_models_dir() == root / "models"
 
 
 def test_outside_a_checkout_data_goes_to_the_working_directory(monkeypatch, tmp_path):
