@@ -8,12 +8,17 @@ candidates are measured in turn, round after round (interleaved), so a slow phas
 hits all of them alike; the table reports the median, min and max over rounds. Achieved GFLOP/s are
 compared with the machine's peak, measured in the same run by timing a large float32 matmul.
 
-The last line reads ``ratio_vs_torchvision train=X.XX infer=Y.YY`` (median course / median torchvision).
+With ``--compile`` the course's and torchvision's models also run under ``torch.compile`` (rows
+"course+compile", "torchvision+compile"); every ratio is against torchvision in eager mode.
+
+The last line reads ``ratio_vs_torchvision train=X.XX infer=Y.YY``: the median of the course's model
+(compiled when ``--compile`` is given) over the median of torchvision's eager model.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import sys
 import time
@@ -45,7 +50,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N).")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                         help="float32, or bfloat16 autocast (weights stay float32).")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every candidate.")
+    parser.add_argument("--compile", action="store_true",
+                        help="Also measure the course's and torchvision's models under torch.compile.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps per candidate and mode first.")
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per measurement.")
@@ -107,9 +113,9 @@ def _autocast(device: torch.device, dtype: str):
 
 
 def make_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace,
-               device: torch.device) -> dict[str, Callable[[], None]]:
+               device: torch.device, compile_model: bool = False) -> dict[str, Callable[[], None]]:
     """One inference step and one training step (forward, backward, AdamW step) for ``model``."""
-    runnable = torch.compile(model) if args.compile else model
+    runnable = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -158,6 +164,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     flops = forward_flops(candidates["course"], images)
     peak = measure_matmul_peak(device, args.peak_size)
     steps = {name: make_steps(model, images, labels, args, device) for name, model in candidates.items()}
+    if args.compile:  # separate copies, so that eager and compiled runs never share optimiser state
+        for name in ("course", "torchvision"):
+            steps[f"{name}+compile"] = make_steps(copy.deepcopy(candidates[name]), images, labels, args, device,
+                                                  compile_model=True)
 
     print(f"{args.model} | batch {args.batch_size} | {args.image_size} x {args.image_size} | {args.dtype} | "
           f"device {device} ({_device_name(device)}) | threads {torch.get_num_threads()} | "
@@ -173,7 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         for mode in ("infer", "train"):
             for name in steps:
                 seconds[name][mode].append(time_steps(steps[name][mode], args.steps, device))
-    report(seconds, args.batch_size, flops, peak)
+    report(seconds, args.batch_size, flops, peak, "course+compile" if args.compile else "course")
     return seconds
 
 
@@ -183,9 +193,10 @@ def _device_name(device: torch.device) -> str:
     return "CPU"
 
 
-def report(seconds: dict[str, dict[str, list[float]]], batch_size: int, flops: int, peak: float) -> None:
+def report(seconds: dict[str, dict[str, list[float]]], batch_size: int, flops: int, peak: float,
+           headline: str = "course") -> None:
     """Print the table and the final machine-readable ratio line."""
-    print(f"\n{'model':<12}{'mode':<7}{'median img/s':>13}{'min':>9}{'max':>9}{'vs tv':>7}{'GFLOP/s':>9}{'of peak':>9}")
+    print(f"\n{'model':<20}{'mode':<7}{'median img/s':>13}{'min':>9}{'max':>9}{'vs tv':>7}{'GFLOP/s':>9}{'of peak':>9}")
     medians = {name: {mode: batch_size / statistics.median(times) for mode, times in modes.items()}
                for name, modes in seconds.items()}
     for mode, multiplier in (("infer", 1), ("train", 3)):
@@ -193,10 +204,10 @@ def report(seconds: dict[str, dict[str, list[float]]], batch_size: int, flops: i
             rates = [batch_size / t for t in modes[mode]]
             median = medians[name][mode]
             gflops = median / batch_size * flops * multiplier / 1e9
-            print(f"{name:<12}{mode:<7}{median:>13.2f}{min(rates):>9.2f}{max(rates):>9.2f}"
+            print(f"{name:<20}{mode:<7}{median:>13.2f}{min(rates):>9.2f}{max(rates):>9.2f}"
                   f"{median / medians['torchvision'][mode]:>7.2f}{gflops:>9.1f}{gflops / peak:>9.0%}")
-    print(f"\nratio_vs_torchvision train={medians['course']['train'] / medians['torchvision']['train']:.2f} "
-          f"infer={medians['course']['infer'] / medians['torchvision']['infer']:.2f}")
+    print(f"\nratio_vs_torchvision train={medians[headline]['train'] / medians['torchvision']['train']:.2f} "
+          f"infer={medians[headline]['infer'] / medians['torchvision']['infer']:.2f}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, dict[str, list[float]]]:

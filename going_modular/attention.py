@@ -10,10 +10,14 @@ patches in row-major order (equation 1). Nothing here runs or copies a model; it
     upsample_attention_map     a [gh, gw] map -> [H, W], to lie over the image
     plot_attention_over_image  one map drawn over one image
     plot_attention_heads       one map per head, side by side, over the same image
+    attention_rollout          all layers -> how much each token draws on each input token (Abnar &
+                               Zuidema, 2020; notebook 07)
+    patch_distances            pixel distances between patch centres
+    mean_attention_distance    one layer -> each head's mean attention distance in pixels (Figure 7
+                               right, appendix D.7; notebook 07)
 
-The private helpers (``_check_attention``, ``_grid_shape``) are the shared checks that further
-measures of attention (for example attention rollout across layers, or the mean attention distance of
-each head) build on, so that every function reads the same layout and fails with the same messages.
+The private helpers (``_check_attention``, ``_grid_shape``) are the shared checks that every measure of
+attention here builds on, so that every function reads the same layout and fails with the same messages.
 """
 from __future__ import annotations
 
@@ -188,3 +192,126 @@ def plot_attention_heads(
         figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
+
+
+# ------------------------------------------------------------------------------- across layers and heads
+# Added for notebook 07 (the paper's Figure 6 kind of attention maps and Figure 7, right).
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each token draws on each input token after all layers.
+
+    One layer's attention says how much token i takes from token j *of the previous layer*. To follow
+    information back to the input tokens, rollout multiplies the layers' matrices together:
+
+        A_l = mean over heads of layer l's weights                        [B, N + 1, N + 1]
+        A_l = (A_l + I) / row sums      (residual=True: equation 2 adds z_{l-1} back, so half of
+                                         each token's new state is itself; rows sum to 1 again)
+        rollout = A_L @ ... @ A_2 @ A_1
+
+    Row 0 of the result is the class token's rollout over the input tokens; the paper's Figure 6 and
+    appendix D.8 draw attention maps made this way. Used in notebook 07.
+
+    Args:
+        attentions: one tensor [batch, heads, N + 1, N + 1] per layer, first layer first, e.g. the list
+            that ``ViT(..., return_attention=True)`` returns.
+        residual: account for the residual connections by adding the identity and renormalising each
+            row (Abnar & Zuidema's choice); False multiplies the raw head-averaged matrices.
+
+    Returns:
+        A float tensor [batch, N + 1, N + 1] on the CPU, detached; each row sums to 1. For a map of the
+        class token, ``class_token_attention(rollout.unsqueeze(1), grid_size)`` gives [1, rows, cols].
+
+    Raises:
+        ValueError: the list is empty, a tensor is not [batch, heads, tokens, tokens], or the layers'
+            batch sizes or token counts differ.
+    """
+    if len(attentions) == 0:
+        raise ValueError("attention_rollout needs the attention weights of at least one layer, got an empty list.")
+    first_shape = tuple(attentions[0].shape)
+    rollout: Optional[torch.Tensor] = None
+    for layer, weights in enumerate(attentions):
+        if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
+            raise ValueError(
+                f"Expected attention weights [batch, heads, tokens, tokens] for every layer, got shape "
+                f"{tuple(weights.shape)} for layer {layer}."
+            )
+        if weights.shape[0] != first_shape[0] or weights.shape[-1] != first_shape[-1]:
+            raise ValueError(
+                f"Layer {layer} has shape {tuple(weights.shape)} but layer 0 has {first_shape}: every layer must have "
+                "the same batch size and number of tokens."
+            )
+        mixed = weights.detach().float().cpu().mean(dim=1)  # [B, T, T]
+        if residual:
+            mixed = mixed + torch.eye(mixed.shape[-1])
+            mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    return rollout
+
+
+def patch_distances(grid_size: GridSize, patch_size: int) -> torch.Tensor:
+    """Distance in pixels between the centres of every pair of patches, [N, N], patches in row-major order.
+
+    Patch p sits at row p // cols, column p % cols of the grid (equation 1's order), so two patches
+    (r1, c1) and (r2, c2) are ``patch_size * sqrt((r1 - r2)^2 + (c1 - c2)^2)`` pixels apart.
+
+    Args:
+        grid_size: the patch grid (rows, cols); an int for a square grid.
+        patch_size: P, the side of a patch in pixels.
+
+    Returns:
+        A float tensor [rows * cols, rows * cols].
+
+    Raises:
+        ValueError: ``patch_size`` is not positive, or the grid size is not.
+    """
+    rows, cols = _grid_shape(grid_size)
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be positive, got {patch_size}.")
+    row_index, col_index = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    centres = torch.stack([row_index.flatten(), col_index.flatten()], dim=1).float() * patch_size  # [N, 2]
+    # The exact (not matrix-product) computation, so that distances of whole patch steps are exact.
+    return torch.cdist(centres, centres, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def mean_attention_distance(
+    attention: torch.Tensor, grid_size: GridSize, patch_size: int, renormalize: bool = True
+) -> torch.Tensor:
+    """Each head's mean attention distance in pixels, for one layer (the paper's Figure 7 right, appendix D.7).
+
+    The paper: "we compute the average distance in image space across which information is integrated,
+    based on the attention weights". For every query patch, the distance (between patch centres, in
+    pixels) to every patch is weighted by the attention the query gives that patch and summed; the
+    result is averaged over all query patches and all images of the batch. A head that attends only
+    to neighbouring patches has a small distance (like a convolution's receptive field); one that
+    spreads attention over the whole image has a large one. Used in notebook 07.
+
+    The class token is excluded: it has no position in the image. Only patch-to-patch attention
+    (rows and columns 1..N) is used, and, with ``renormalize=True`` (the default), each query's weights
+    over the patches are rescaled to sum to 1, so the result is the mean distance *among the patches the
+    query looks at*, however much weight it also gives the class token. With ``renormalize=False`` the
+    weight given to the class token simply drops out (it counts as distance 0), which lowers the
+    distance of heads that look at the class token a lot.
+
+    Args:
+        attention: one layer's weights [batch, heads, N + 1, N + 1].
+        grid_size: the patch grid (H / P, W / P); an int for a square grid.
+        patch_size: P in pixels (the distance unit is one pixel of the model's input image).
+        renormalize: rescale each query's weights over the patches to sum to 1 (see above).
+
+    Returns:
+        A float tensor [heads] on the CPU, in pixels. Uniform attention over a 14 x 14 grid of 16-pixel
+        patches gives about 116 pixels; attention of each patch to itself only gives 0.
+
+    Raises:
+        ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, or ``patch_size``
+            is not positive.
+    """
+    rows, cols = _check_attention(attention, grid_size)
+    distances = patch_distances((rows, cols), patch_size)                        # [N, N]
+    patch_to_patch = attention.detach().float().cpu()[:, :, 1:, 1:]             # [B, heads, N, N]
+    if renormalize:
+        # A query that gives everything to the class token has no patch weights: it counts as distance 0.
+        patch_to_patch = patch_to_patch / patch_to_patch.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    per_query = (patch_to_patch * distances).sum(dim=-1)                        # [B, heads, N]
+    return per_query.mean(dim=(0, 2))

@@ -87,7 +87,7 @@ def extract_features(
     Returns:
         A TensorDataset of (features [N, D], labels [N]).
     """
-    was_training = backbone.training
+    modes = {module: module.training for module in backbone.modules()}  # restored afterwards, module by module
     backbone.eval()
     features, labels = [], []
     total = len(dataloader) if max_batches is None else min(max_batches, len(dataloader))
@@ -97,7 +97,8 @@ def extract_features(
                 break
             features.append(backbone(images.to(device)).float().cpu())
             labels.append(targets)
-    backbone.train(was_training)
+    for module, training in modes.items():
+        module.train(training)
     return TensorDataset(torch.cat(features), torch.cat(labels))
 
 

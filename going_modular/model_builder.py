@@ -506,7 +506,8 @@ def create_vit_feature_extractor(
     """torchvision's ViT-B/16 with pretrained weights, backbone frozen, and a new trainable head.
 
     Args:
-        num_classes: outputs of the new head (3 for pizza, steak, sushi: 768 * 3 + 3 = 2,307 parameters).
+        num_classes: outputs of the new, zero-initialised head (3 for pizza, steak, sushi: 768 * 3 + 3 = 2,307
+            parameters).
         weights: a ``ViT_B_16_Weights`` member or its name ("DEFAULT", "IMAGENET1K_V1", ...); None
             builds random weights on purpose.
         device: where to put the model (default: leave it on the CPU).
@@ -527,8 +528,11 @@ def create_vit_feature_extractor(
     else:
         model, pretrained = _load_pretrained_vit_b_16(weights, allow_random_weights)
     model.requires_grad_(False)
-    # Same layout as torchvision's own head, so vit_from_torchvision can convert the result.
+    # Same layout as torchvision's own head, so vit_from_torchvision can convert the result; zero-initialised
+    # as the paper's fine-tuning head (section 3.2).
     model.heads = nn.Sequential(OrderedDict(head=nn.Linear(model.hidden_dim, num_classes)))
+    nn.init.zeros_(model.heads.head.weight)
+    nn.init.zeros_(model.heads.head.bias)
     model.num_classes = num_classes
     model.pretrained = pretrained
     transforms = (weights or torchvision.models.ViT_B_16_Weights.DEFAULT).transforms()

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from going_modular.engine import Results
@@ -40,6 +41,7 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
         axis.plot(epochs, results[f"test_{metric}"], marker="o", label=f"test_{metric}")
         axis.set_title("Loss" if metric == "loss" else "Accuracy")
         axis.set_xlabel("Epochs")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     if title:
         figure.suptitle(title)

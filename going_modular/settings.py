@@ -12,11 +12,13 @@ Data directory (``get_data_dir``):
 Reduced run (``is_reduced_run``):
     The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few batches for
     an epoch or two. It changes how much work is done, never which code runs. A person running a
-    notebook gets the full run.
+    notebook gets the full run. A reduced run writes figures and models (``get_images_dir``,
+    ``get_models_dir``) to a temporary folder, never over those of a full run.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -59,8 +61,14 @@ def get_models_dir() -> Path:
 
 
 def _folder(name: str) -> Path:
-    root = get_repository_root()
-    folder = (root if root is not None else Path.cwd()) / name
+    # A reduced run (pytest) writes its figures and models to a temporary folder, so that it never
+    # overwrites the committed figures or a model saved by a full run.
+    if is_reduced_run():
+        base = Path(tempfile.gettempdir()) / "vit_course_reduced_run"
+    else:
+        root = get_repository_root()
+        base = root if root is not None else Path.cwd()
+    folder = base / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -100,3 +100,122 @@ def test_plot_attention_heads_one_panel_per_head_plus_the_image():
     assert [ax.get_title() for ax in figure.axes] == ["image", "head 0", "head 1", "head 2"]
     with pytest.raises(ValueError, match="2 titles for 3 heads"):
         plot_attention_heads(torch.rand(3, 32, 48), torch.rand(3, 4, 6), titles=["a", "b"])
+
+
+# ------------------------------------------------------------- attention rollout and mean attention distance
+import math
+
+from going_modular.attention import attention_rollout, mean_attention_distance, patch_distances
+
+
+def row_stochastic(*shape: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=generator).softmax(dim=-1)
+
+
+def test_attention_rollout_without_residual_is_the_product_of_head_averaged_layers_later_layer_on_the_left():
+    first, second = row_stochastic(2, 3, 5, 5, seed=1), row_stochastic(2, 3, 5, 5, seed=2)
+    rollout = attention_rollout([first, second], residual=False)
+    assert rollout.shape == (2, 5, 5)
+    torch.testing.assert_close(rollout, second.mean(dim=1) @ first.mean(dim=1))
+    # One layer without residual is just the mean over heads.
+    torch.testing.assert_close(attention_rollout([first], residual=False), first.mean(dim=1))
+
+
+def test_attention_rollout_with_residual_mixes_half_identity_into_each_layer():
+    layer = row_stochastic(1, 2, 4, 4)
+    expected_layer = 0.5 * layer.mean(dim=1) + 0.5 * torch.eye(4)
+    torch.testing.assert_close(attention_rollout([layer]), expected_layer)
+    torch.testing.assert_close(attention_rollout([layer, layer]), expected_layer @ expected_layer)
+
+
+def test_attention_rollout_known_answers_identity_and_uniform():
+    identity = torch.eye(5).expand(1, 2, 5, 5)
+    torch.testing.assert_close(attention_rollout([identity] * 3), torch.eye(5)[None])
+    uniform = torch.full((1, 2, 5, 5), 0.2)
+    # Uniform attention stays uniform without residual; rows always sum to 1.
+    torch.testing.assert_close(attention_rollout([uniform] * 3, residual=False), torch.full((1, 5, 5), 0.2))
+    rollout = attention_rollout([uniform, row_stochastic(1, 2, 5, 5)])
+    torch.testing.assert_close(rollout.sum(dim=-1), torch.ones(1, 5))
+
+
+def test_attention_rollout_on_a_real_vit_gives_class_token_maps():
+    model = tiny_vit(img_size=(32, 48))
+    with torch.no_grad():
+        _, attention = model(torch.rand(2, 3, 32, 48), return_attention=True)
+    rollout = attention_rollout(attention)
+    assert rollout.shape == (2, 25, 25) and not rollout.requires_grad
+    torch.testing.assert_close(rollout.sum(dim=-1), torch.ones(2, 25))
+    assert class_token_attention(rollout.unsqueeze(1), (4, 6), batch_index=1).shape == (1, 4, 6)
+
+
+def test_attention_rollout_rejects_empty_and_mismatched_layers():
+    with pytest.raises(ValueError, match="at least one layer"):
+        attention_rollout([])
+    with pytest.raises(ValueError, match=r"Layer 1 has shape \(1, 2, 6, 6\) but layer 0 has \(1, 2, 5, 5\)"):
+        attention_rollout([torch.rand(1, 2, 5, 5), torch.rand(1, 2, 6, 6)])
+    with pytest.raises(ValueError, match=r"\[batch, heads, tokens, tokens\] for every layer"):
+        attention_rollout([torch.rand(2, 5, 5)])
+
+
+def test_patch_distances_are_pixel_distances_between_centres_in_row_major_order():
+    distances = patch_distances((2, 3), patch_size=10)
+    assert distances.shape == (6, 6)
+    assert distances[0, 1] == pytest.approx(10)          # (0, 0) -> (0, 1)
+    assert distances[0, 3] == pytest.approx(10)          # (0, 0) -> (1, 0)
+    assert distances[0, 5] == pytest.approx(10 * math.sqrt(5))  # (0, 0) -> (1, 2)
+    torch.testing.assert_close(distances, distances.T)
+    with pytest.raises(ValueError, match="patch_size must be positive"):
+        patch_distances(2, 0)
+
+
+def attention_from_patch_targets(targets: list[int], heads: int = 1, class_weight: float = 0.0) -> torch.Tensor:
+    """Weights [1, heads, N+1, N+1] in which query patch p gives 1 - class_weight to patch targets[p]."""
+    tokens = len(targets) + 1
+    attention = torch.zeros(1, heads, tokens, tokens)
+    attention[..., 0, 0] = 1.0
+    for query, key in enumerate(targets):
+        attention[..., query + 1, 0] = class_weight
+        attention[..., query + 1, key + 1] = 1.0 - class_weight
+    return attention
+
+
+def test_mean_attention_distance_known_answers():
+    patch = 16
+    # Every patch attends only to itself: distance 0.
+    assert mean_attention_distance(attention_from_patch_targets([0, 1, 2, 3]), 2, patch).tolist() == [0.0]
+    # On a 2 x 2 grid, every patch attends to the diagonally opposite one: P * sqrt(2) pixels.
+    diagonal = mean_attention_distance(attention_from_patch_targets([3, 2, 1, 0]), 2, patch)
+    torch.testing.assert_close(diagonal, torch.tensor([patch * math.sqrt(2)]))
+    # On a 1 x 2 grid with uniform attention over both patches: half of the time 0, half P.
+    uniform = torch.full((1, 1, 3, 3), 1 / 3)
+    torch.testing.assert_close(mean_attention_distance(uniform, (1, 2), patch), torch.tensor([patch / 2]))
+
+
+def test_mean_attention_distance_excludes_the_class_token_and_renormalises_by_default():
+    # Every query gives half its weight to the class token, half to its horizontal neighbour (P away).
+    attention = attention_from_patch_targets([1, 0, 3, 2], class_weight=0.5)
+    torch.testing.assert_close(mean_attention_distance(attention, 2, 16), torch.tensor([16.0]))
+    torch.testing.assert_close(mean_attention_distance(attention, 2, 16, renormalize=False), torch.tensor([8.0]))
+
+
+def test_mean_attention_distance_one_value_per_head_averaged_over_images():
+    near = attention_from_patch_targets([0, 1, 2, 3])   # head 0 of image 0: distance 0
+    far = attention_from_patch_targets([3, 2, 1, 0])    # distance 16 sqrt(2)
+    image_0 = torch.cat([near, far], dim=1)             # heads: near, far
+    image_1 = torch.cat([far, far], dim=1)
+    distances = mean_attention_distance(torch.cat([image_0, image_1]), 2, 16)
+    expected = torch.tensor([8 * math.sqrt(2), 16 * math.sqrt(2)])
+    assert distances.shape == (2,)
+    torch.testing.assert_close(distances, expected)
+
+
+def test_mean_attention_distance_on_a_real_vit_is_within_the_image():
+    model = tiny_vit(img_size=(32, 48))
+    with torch.no_grad():
+        _, attention = model(torch.rand(2, 3, 32, 48), return_attention=True)
+    distances = mean_attention_distance(attention[0], (4, 6), 8)
+    assert distances.shape == (4,)
+    assert bool((distances > 0).all()) and bool((distances < math.hypot(24, 40)).all())
+    with pytest.raises(ValueError, match="3 x 3 patch grid plus the class token is 10 tokens"):
+        mean_attention_distance(attention[0], 3, 8)

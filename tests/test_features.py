@@ -62,3 +62,13 @@ def test_head_trained_on_cached_features_equals_end_to_end_training():
 def test_vit_backbone_refuses_other_models():
     with pytest.raises(TypeError, match="VisionTransformer"):
         features.vit_backbone(nn.Linear(2, 2))
+
+
+def test_extract_features_leaves_the_model_in_the_mode_it_was_in():
+    model = small_torchvision_vit().eval()
+    loader = DataLoader(image_dataset(), batch_size=10)
+    features.extract_features(features.vit_backbone(model), loader, "cpu", progress=False)
+    assert not any(module.training for module in model.modules())
+    model.train()
+    features.extract_features(features.vit_backbone(model), loader, "cpu", progress=False)
+    assert all(module.training for module in model.modules())

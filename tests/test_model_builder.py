@@ -263,6 +263,7 @@ def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
         model, transforms = create_vit_feature_extractor(num_classes=3, allow_random_weights=True)
     assert model.pretrained is False
     assert count(model, trainable_only=True) == 2_307
+    assert torch.count_nonzero(model.heads.head.weight) == 0  # the paper's zero-initialised head
     assert transforms(torch.rand(3, 300, 260)).shape == (3, 224, 224)
     assert model(torch.randn(1, 3, 224, 224)).shape == (1, 3)
     assert count(vit_from_torchvision(model)) == count(model)  # the new head converts like any other

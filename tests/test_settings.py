@@ -14,6 +14,7 @@ def test_reduced_run_switch(monkeypatch, value, expected):
 
 def test_data_and_images_dirs_inside_a_checkout(monkeypatch):
     monkeypatch.delenv(settings.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.REDUCED_RUN_ENV, raising=False)
     root = settings.get_repository_root()
     assert root is not None and (root / "going_modular").is_dir()
     assert settings.get_data_dir() == root / "data"
@@ -23,7 +24,15 @@ def test_data_and_images_dirs_inside_a_checkout(monkeypatch):
 
 def test_outside_a_checkout_data_goes_to_the_working_directory(monkeypatch, tmp_path):
     monkeypatch.delenv(settings.DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.REDUCED_RUN_ENV, raising=False)
     monkeypatch.setattr(settings, "get_repository_root", lambda: None)
     monkeypatch.chdir(tmp_path)
     assert settings.get_data_dir() == tmp_path / "data"
     assert settings.get_images_dir() == tmp_path / "images" and (tmp_path / "images").is_dir()
+
+
+def test_a_reduced_run_never_writes_over_committed_figures_or_saved_models(monkeypatch):
+    monkeypatch.setenv(settings.REDUCED_RUN_ENV, "1")
+    root = settings.get_repository_root()
+    for folder in (settings.get_images_dir(), settings.get_models_dir()):
+        assert folder.is_dir() and root not in folder.parents
