@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 

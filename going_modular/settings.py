@@ -20,7 +20,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    import torch
 
 DATA_DIR_ENV = "VIT_COURSE_DATA_DIR"
 REDUCED_RUN_ENV = "VIT_COURSE_REDUCED"

@@ -3,7 +3,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -18,10 +17,6 @@ from going_modular.attention import (
 from going_modular.model_builder import ViT
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def tiny_vit(img_size=(32, 48)) -> ViT:

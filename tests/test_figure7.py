@@ -21,10 +21,6 @@ from going_modular.figure7 import (
 from going_modular.model_builder import ViT
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def tiny_vit(img_size=(16, 24), patch_size=4, embedding_dim=48) -> ViT:

@@ -18,10 +18,6 @@ CLASS_NAMES = ["pizza", "steak", "sushi"]
 IMAGE_SIZE = (32, 32)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture
