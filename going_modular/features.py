@@ -91,14 +91,17 @@ def extract_features(
     backbone.eval()
     features, labels = [], []
     total = len(dataloader) if max_batches is None else min(max_batches, len(dataloader))
-    with torch.inference_mode():
-        for step, (images, targets) in enumerate(tqdm(dataloader, total=total, desc="features", disable=not progress)):
-            if step == total:
-                break
-            features.append(backbone(images.to(device)).float().cpu())
-            labels.append(targets)
-    for module, training in modes.items():
-        module.train(training)
+    try:
+        with torch.inference_mode():
+            batches = tqdm(dataloader, total=total, desc="features", disable=not progress)
+            for step, (images, targets) in enumerate(batches):
+                if step == total:
+                    break
+                features.append(backbone(images.to(device)).float().cpu())
+                labels.append(targets)
+    finally:
+        for module, training in modes.items():
+            module.train(training)
     return TensorDataset(torch.cat(features), torch.cat(labels))
 
 
