@@ -3,6 +3,9 @@
 Everything beyond the course's plain loop is optional and off by default: a learning-rate scheduler
 stepped once per optimisation step, gradient clipping by global norm, gradient accumulation and mixed
 precision. The paper used the first three (section 4.1 and appendix B.1).
+
+Under ``torchrun`` (see ``distributed``) the same loops run in every process: the metrics are summed
+over all processes, so each epoch's numbers are those of the whole dataset, and only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from going_modular import distributed
 
 Results = dict[str, list[float]]
 
@@ -112,14 +117,29 @@ def train_step(
         correct += (logits.argmax(dim=1) == labels).sum().item()
         seen += len(labels)
         loss = loss / accumulation_steps
-        if scaler is not None:
-            scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if (step + 1) % accumulation_steps == 0 or step + 1 == total:
+        steps_now = (step + 1) % accumulation_steps == 0 or step + 1 == total
+        with contextlib.nullcontext() if steps_now else _no_gradient_sync(model):
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if steps_now:
             _optimizer_step(model, optimizer, scaler, max_grad_norm)
             if scheduler is not None:
                 scheduler.step()
+    return _mean_loss_and_accuracy(total_loss, correct, seen)
+
+
+def _no_gradient_sync(model: nn.Module) -> contextlib.AbstractContextManager:
+    # DDP averages gradients across processes in every backward(); between optimisation steps only the
+    # local sum is needed, so the exchange waits for the last accumulated batch.
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _mean_loss_and_accuracy(total_loss: float, correct: float, seen: float) -> tuple[float, float]:
+    total_loss, correct, seen = distributed.all_reduce_sums(total_loss, correct, seen)
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
@@ -168,7 +188,7 @@ def test_step(
             total_loss += loss.item() * len(labels)
             correct += (logits.argmax(dim=1) == labels).sum().item()
             seen += len(labels)
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    return _mean_loss_and_accuracy(total_loss, correct, seen)
 
 
 def train(
@@ -196,7 +216,10 @@ def train(
         entry per epoch, accuracies as fractions.
     """
     results: Results = {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
+    main_process = distributed.is_main_process()
+    progress = progress and main_process
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress):
+        distributed.set_epoch(train_dataloader, epoch)
         train_loss, train_acc = train_step(
             model, train_dataloader, loss_fn, optimizer, device,
             scheduler=scheduler, max_grad_norm=max_grad_norm, accumulation_steps=accumulation_steps,
@@ -205,10 +228,11 @@ def train(
         test_loss, test_acc = test_step(
             model, test_dataloader, loss_fn, device, amp=amp, max_batches=max_batches, progress=progress
         )
-        print(
-            f"Epoch: {epoch} | train_loss: {train_loss:.4f} | train_acc: {train_acc:.4f} | "
-            f"test_loss: {test_loss:.4f} | test_acc: {test_acc:.4f}"
-        )
+        if main_process:
+            print(
+                f"Epoch: {epoch} | train_loss: {train_loss:.4f} | train_acc: {train_acc:.4f} | "
+                f"test_loss: {test_loss:.4f} | test_acc: {test_acc:.4f}"
+            )
         for key, value in zip(results, (train_loss, train_acc, test_loss, test_acc)):
             results[key].append(value)
     return results

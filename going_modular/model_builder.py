@@ -465,6 +465,39 @@ def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
     return model.to(device=reference.device, dtype=reference.dtype).train(tv_model.training)
 
 
+def resize_position_embedding(position_embedding: torch.Tensor, grid_size: ImageSize) -> torch.Tensor:
+    """Resize learned position embeddings to a new patch grid, as in the paper's section 3.2.
+
+    "We therefore perform 2D interpolation of the pre-trained position embeddings, according to their
+    location in the original image": the patch positions are laid out on their square grid and resized
+    bicubically; the class token's embedding is kept as it is. Used to fine-tune at a higher resolution
+    (224 -> 384 pixels with P = 16 is a 14 x 14 -> 24 x 24 grid).
+
+    Args:
+        position_embedding: [1, 1 + N, D], the class token's position first (``ViT.position_embedding``).
+        grid_size: the new grid (rows, columns) of patches, or one int for a square grid.
+
+    Returns:
+        [1, 1 + rows * columns, D]; the input itself when the grid is unchanged.
+
+    Raises:
+        ValueError: the input is not [1, 1 + N, D] with N a square number.
+    """
+    rows, columns = _pair(grid_size)
+    if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
+        raise ValueError(f"Expected a position embedding of shape [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
+    class_position, patch_positions = position_embedding[:, :1], position_embedding[:, 1:]
+    old_side = math.isqrt(patch_positions.shape[1])
+    if old_side * old_side != patch_positions.shape[1]:
+        raise ValueError(f"The {patch_positions.shape[1]} patch positions do not form a square grid.")
+    if (old_side, old_side) == (rows, columns):
+        return position_embedding
+    grid = patch_positions.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
+    grid = F.interpolate(grid, size=(rows, columns), mode="bicubic", align_corners=False)
+    patch_positions = grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)
+    return torch.cat((class_position, patch_positions), dim=1)
+
+
 class PretrainedWeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be downloaded (usually: no internet)."""
 
@@ -494,7 +527,8 @@ def _load_pretrained_vit_b_16(
         RandomWeightsWarning,
         stacklevel=3,
     )
-    return torchvision.models.vit_b_16(weights=None), False
+    # The same architecture as the weights would have given: SWAG's weights are for 384 x 384 images.
+    return torchvision.models.vit_b_16(weights=None, image_size=weights.meta["min_size"][0]), False
 
 
 def create_vit_feature_extractor(

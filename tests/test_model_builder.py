@@ -267,3 +267,45 @@ def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
     assert transforms(torch.rand(3, 300, 260)).shape == (3, 224, 224)
     assert model(torch.randn(1, 3, 224, 224)).shape == (1, 3)
     assert count(vit_from_torchvision(model)) == count(model)  # the new head converts like any other
+
+
+def test_feature_extractor_offline_opt_in_keeps_the_weights_resolution(offline):
+    # SWAG's end-to-end weights are for 384 x 384 images: the random stand-in must be built for 384 too.
+    with pytest.warns(model_builder.RandomWeightsWarning):
+        model, transforms = create_vit_feature_extractor(3, weights="IMAGENET1K_SWAG_E2E_V1", allow_random_weights=True)
+    assert model.image_size == 384
+    assert transforms(torch.rand(3, 500, 400)).shape == (3, 384, 384)
+    assert model(transforms(torch.rand(3, 500, 400)).unsqueeze(0)).shape == (1, 3)
+
+
+def test_resize_position_embedding_keeps_class_token_and_constants():
+    position_embedding = torch.randn(1, 1 + 14 * 14, 8)
+    position_embedding[:, 1:, 0] = 0.25  # a constant feature stays constant under interpolation
+    resized = model_builder.resize_position_embedding(position_embedding, 24)
+    assert resized.shape == (1, 1 + 24 * 24, 8)
+    assert torch.equal(resized[:, 0], position_embedding[:, 0])
+    torch.testing.assert_close(resized[:, 1:, 0], torch.full((1, 576), 0.25))
+    assert model_builder.resize_position_embedding(position_embedding, (14, 14)) is position_embedding
+
+
+def test_resize_position_embedding_follows_the_grid_layout():
+    # One embedding dimension holds the row index: after resizing it must still increase down the rows.
+    rows = torch.arange(4.0).repeat_interleave(4)
+    position_embedding = torch.cat((torch.zeros(1, 1, 1), rows.reshape(1, 16, 1)), dim=1)
+    resized = model_builder.resize_position_embedding(position_embedding, (8, 2))[0, 1:, 0].reshape(8, 2)
+    assert torch.all(resized[1:, 0] >= resized[:-1, 0]) and torch.allclose(resized[:, 0], resized[:, 1])
+
+
+def test_resize_position_embedding_lets_a_model_run_at_a_new_resolution():
+    model = ViT(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2).eval()
+    bigger = ViT(img_size=48, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2)
+    state = model.state_dict()
+    state["position_embedding"] = model_builder.resize_position_embedding(state["position_embedding"], 6)
+    bigger.load_state_dict(state)
+    assert bigger.eval()(torch.randn(2, 3, 48, 48)).shape == (2, 1000)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(1, 1 + 15, 4), torch.zeros(2, 17, 4), torch.zeros(17, 4)])
+def test_resize_position_embedding_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError, match="square grid|Expected a position embedding"):
+        model_builder.resize_position_embedding(bad, 4)
