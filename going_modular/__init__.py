@@ -11,5 +11,7 @@
     plotting       loss curves, image batches, patch grids, feature maps
     settings       where data lives; whether this is a reduced (test) run
     train          the command line: python -m going_modular.train
+    distributed    data-parallel training under torchrun (process group, data shards, summed metrics)
+    exercises      the check cells of the exercise notebooks
 """
 __version__ = "0.1.0"

@@ -54,6 +54,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
     parser.add_argument("--patch-size", type=int, default=None, help="Override the preset's patch size P.")
+    parser.add_argument("--pool", default="cls", choices=("cls", "mean"),
+                        help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
     parser.add_argument("--warmup-epochs", type=int, default=0, help="Epochs of linear learning-rate warmup.")
     parser.add_argument("--lr-decay", default="none", choices=recipe.DECAY_SCHEDULES,
@@ -91,7 +93,7 @@ def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
-    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate}
+    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool}
     if args.patch_size is not None:
         overrides["patch_size"] = args.patch_size
     return overrides

@@ -1,8 +1,13 @@
-"""benchmarks/throughput.py runs end to end on a tiny model and ends with its machine-readable line."""
+"""The benchmarks run end to end on tiny models: throughput's machine-readable line, scratch_accuracy's summary."""
+import importlib.util
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from PIL import Image
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
@@ -26,3 +31,40 @@ def test_throughput_benchmark_help():
     completed = subprocess.run([sys.executable, str(BENCHMARK), "--help"], capture_output=True, text=True, check=True)
     for flag in ("--model", "--batch-size", "--image-size", "--device", "--dtype", "--compile"):
         assert flag in completed.stdout
+
+
+def _load_scratch_accuracy():
+    spec = importlib.util.spec_from_file_location("scratch_accuracy", BENCHMARK.parent / "scratch_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scratch_accuracy_runs_every_seed_and_summarises_the_final_epoch(tmp_path):
+    for split in ("train", "test"):
+        for name, colour in (("green", (20, 220, 20)), ("red", (220, 20, 20))):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (40, 40 + i), colour).save(tmp_path / "data" / split / name / f"{i}.png")
+    scratch_accuracy = _load_scratch_accuracy()
+    summary = scratch_accuracy.main([
+        "--seeds", "0", "1", "--output-dir", str(tmp_path / "out"), "--label", "tiny", "--",
+        "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
+        "--data-dir", str(tmp_path / "data"),
+    ])
+    assert json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text()) == summary
+    finals = [run["final_test_acc"] for run in summary["runs"]]
+    for run in summary["runs"]:
+        saved = json.loads((tmp_path / "out" / "tiny" / f"seed{run['seed']}_results.json").read_text())
+        assert run["final_test_acc"] == saved["metrics"]["test_acc"][-1]
+        assert saved["config"]["epochs"] == 2 and saved["config"]["image_size"] == 32  # flags after -- win
+    assert [run["seed"] for run in summary["runs"]] == [0, 1]
+    assert summary["final_test_acc"]["mean"] == pytest.approx(sum(finals) / 2)
+    assert summary["final_test_acc"]["std"] == pytest.approx(abs(finals[0] - finals[1]) / 2 ** 0.5)
+
+
+def test_scratch_accuracy_summary_of_one_run_and_of_none():
+    scratch_accuracy = _load_scratch_accuracy()
+    assert scratch_accuracy.summarise([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
+    with pytest.raises(ValueError, match="No runs"):
+        scratch_accuracy.summarise([])

@@ -101,7 +101,11 @@ def test_train_command_line_with_the_full_recipe(tmp_path):
         "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--patch-size", "8", "--batch-size", "4",
         "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0",
         "--augment", "trivialaugment", "--warmup-epochs", "1", "--lr-decay", "cosine", "--label-smoothing", "0.1",
-        "--drop-path-rate", "0.1", "--max-grad-norm", "1.0", "--accumulation-steps", "2",
+        "--drop-path-rate", "0.1", "--max-grad-norm", "1.0", "--accumulation-steps", "2", "--pool", "mean",
     ])
     assert results["config"]["augment"] == "trivialaugment" and results["config"]["patch_size"] == 8
+    model = train.model_builder.create_vit("vit_ti_16", num_classes=2, img_size=32, patch_size=8, pool="mean")
+    utils.load_model(model, tmp_path / "out" / "vit_ti_16.pth")
+    assert model.pool == "mean" and model.patch_embedding.patcher.kernel_size == (8, 8)
+    assert results["world_size"] == 1
     assert all(loss == loss for loss in results["metrics"]["train_loss"])  # finite, not NaN

@@ -1,0 +1,106 @@
+"""How well does a ViT trained from scratch on pizza_steak_sushi (225 images) do? Train it for several seeds.
+
+    python benchmarks/scratch_accuracy.py                       # the course's small-data recipe, seeds 0 1 2, CPU
+    python benchmarks/scratch_accuracy.py -- --augment crop-flip  # an ablation: any train flag after --
+
+Each seed is one run of ``python -m going_modular.train`` (in this process) with ``RECIPE`` followed by
+the flags given after ``--`` (a later flag wins). The script prints each seed's final test accuracy and
+wall time, then a summary line
+
+    scratch_accuracy mean=0.xxx std=0.xxx min=0.xxx max=0.xxx seeds=3 wall_s_per_seed=... device=cpu
+
+and writes every run's results JSON and a ``summary.json`` to --output-dir. "Final" means the last epoch's
+test accuracy, not the best epoch's: choosing the best epoch by its test accuracy would report a number
+tuned on the test set. The standard deviation is the sample one (n - 1). Results are in benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from going_modular import train, utils
+
+# The small-data recipe (its ablations are in benchmarks/README.md): a ViT-Ti/8 at 64 x 64 pixels (64
+# patches), the paper's optimiser recipe (AdamW, warmup, cosine decay, clipping at 1), label smoothing,
+# stochastic depth and crop/flip/TrivialAugment augmentation.
+RECIPE = [
+    "--model", "vit_ti_16", "--patch-size", "8", "--image-size", "64",
+    "--epochs", "100", "--batch-size", "32", "--lr", "1e-3", "--weight-decay", "0.05",
+    "--warmup-epochs", "5", "--lr-decay", "cosine", "--max-grad-norm", "1.0",
+    "--label-smoothing", "0.1", "--drop-path-rate", "0.1", "--augment", "trivialaugment",
+]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list[str]]:
+    """Split the command line into this script's options and the train flags after ``--``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(
+        description="Train a ViT from scratch on pizza_steak_sushi for several seeds; report mean and std of "
+                    "the final test accuracy. Flags after -- go to python -m going_modular.train.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="One run per seed.")
+    parser.add_argument("--device", default="cpu", help="Device for every run (the target is for a 2-core CPU).")
+    parser.add_argument("--output-dir", type=Path, default=Path(tempfile.gettempdir()) / "scratch_accuracy",
+                        help="Where each run's model, results JSON and the summary go.")
+    parser.add_argument("--label", default="recipe", help="Name of this configuration (a sub-folder of --output-dir).")
+    return parser.parse_args(own), train_flags
+
+
+def summarise(final_accuracies: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one run), min and max of the final test accuracies."""
+    if not final_accuracies:
+        raise ValueError("No runs to summarise.")
+    return {
+        "mean": statistics.fmean(final_accuracies),
+        "std": statistics.stdev(final_accuracies) if len(final_accuracies) > 1 else 0.0,
+        "min": min(final_accuracies),
+        "max": max(final_accuracies),
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run every seed and return (and write) the summary."""
+    options, train_flags = parse_args(argv)
+    folder = options.output_dir / options.label
+    runs = []
+    for seed in options.seeds:
+        start = time.perf_counter()
+        results = train.main([
+            *RECIPE, *train_flags, "--seed", str(seed), "--device", options.device,
+            "--output-dir", str(folder), "--model-name", f"seed{seed}",
+        ])
+        wall_time = time.perf_counter() - start
+        runs.append({"seed": seed, "final_test_acc": results["metrics"]["test_acc"][-1],
+                     "best_test_acc": max(results["metrics"]["test_acc"]), "wall_time_seconds": round(wall_time, 1)})
+        print(f"seed {seed}: final test accuracy {runs[-1]['final_test_acc']:.3f} in {wall_time / 60:.1f} min")
+    summary = {
+        "label": options.label,
+        "train_flags": [*RECIPE, *train_flags],
+        "device": options.device,
+        "torch_version": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "runs": runs,
+        "final_test_acc": summarise([run["final_test_acc"] for run in runs]),
+        "wall_time_seconds_per_seed": statistics.fmean(run["wall_time_seconds"] for run in runs),
+    }
+    utils.save_json(summary, folder / "summary.json")
+    stats = summary["final_test_acc"]
+    print(f"scratch_accuracy label={options.label} mean={stats['mean']:.3f} std={stats['std']:.3f} "
+          f"min={stats['min']:.3f} max={stats['max']:.3f} seeds={len(runs)} "
+          f"wall_s_per_seed={summary['wall_time_seconds_per_seed']:.0f} device={options.device}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
