@@ -28,6 +28,10 @@ from typing import Any, Optional
 import torch
 
 
+_CLOSE_HINT = ("Print a few values of both to see where they part: the same numbers in another order point to a "
+               "reshape or permute, numbers off by a constant factor to a scale.")
+
+
 class ExerciseCheckError(AssertionError):
     """A check failed: the answer exists but is wrong. The message says how."""
 
@@ -84,9 +88,17 @@ def check_shape(tensor: Any, expected: Sequence[int], what: str = "the output") 
 
 
 def check_close(
-    actual: torch.Tensor, expected: torch.Tensor, what: str = "the output", *, atol: float = 1e-5, rtol: float = 1e-4
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    what: str = "the output",
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    hint: Optional[str] = None,
 ) -> None:
     """Check that ``actual`` equals ``expected`` element by element, within float32 rounding.
+
+    ``hint`` replaces the general advice at the end of the message with one that fits the exercise.
 
     Raises:
         ExerciseCheckError: a different shape, or values further apart than the tolerance (the largest
@@ -97,8 +109,7 @@ def check_close(
         difference = (actual - expected).abs().max().item()
         raise ExerciseCheckError(
             f"{what} has the right shape but different values: the largest difference is {difference:.3g} "
-            f"(allowed: {atol:g} + {rtol:g} x |expected|). Same numbers in a different order usually mean a "
-            f"reshape or permute is in the wrong order."
+            f"(allowed: {atol:g} + {rtol:g} x |expected|). " + (hint or _CLOSE_HINT)
         )
 
 

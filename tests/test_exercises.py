@@ -60,6 +60,11 @@ def test_wrong_values_give_the_largest_difference():
         exercises.check_close(torch.tensor([1.0, 2.5]), torch.tensor([1.0, 2.0]))
 
 
+def test_check_close_takes_a_hint_of_its_own():
+    with pytest.raises(ExerciseCheckError, match="Did you divide by sqrt"):
+        exercises.check_close(torch.tensor([2.0]), torch.tensor([1.0]), hint="Did you divide by sqrt(D_h)?")
+
+
 def test_check_equal_and_check_true_messages():
     with pytest.raises(ExerciseCheckError, match="count is 3, expected 4. Count again."):
         exercises.check_equal(3, 4, "count", hint="Count again.")
