@@ -54,6 +54,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
     parser.add_argument("--patch-size", type=int, default=None, help="Override the preset's patch size P.")
+    parser.add_argument("--num-transformer-layers", type=int, default=None,
+                        help="Override the preset's depth L (Table 1), e.g. 6 for a smaller model on little data.")
     parser.add_argument("--pool", default="cls", choices=("cls", "mean"),
                         help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
@@ -69,8 +71,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16 autocast on CPU and recent GPUs).")
     parser.add_argument("--max-batches", type=int, default=None, help="Stop each epoch after this many batches (a quick run).")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "image_size", "accumulation_steps"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "batch_size", "image_size", "accumulation_steps", "patch_size", "num_transformer_layers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
@@ -94,8 +96,9 @@ def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
 
 def _model_overrides(args: argparse.Namespace) -> dict:
     overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool}
-    if args.patch_size is not None:
-        overrides["patch_size"] = args.patch_size
+    for name in ("patch_size", "num_transformer_layers"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     return overrides
 
 

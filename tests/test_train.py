@@ -57,10 +57,11 @@ def test_train_help_documents_every_flag():
     assert all(f"--{name.replace('_', '-')}" in completed.stdout for name in parser_actions)
 
 
-def test_train_rejects_non_positive_numbers(capsys):
+@pytest.mark.parametrize("flag", ["--epochs", "--patch-size", "--num-transformer-layers"])
+def test_train_rejects_non_positive_numbers(capsys, flag):
     with pytest.raises(SystemExit):
-        train.parse_args(["--epochs", "0"])
-    assert "--epochs must be at least 1" in capsys.readouterr().err
+        train.parse_args([flag, "0"])
+    assert f"{flag} must be at least 1" in capsys.readouterr().err
 
 
 def test_helper_functions_re_export_the_package_implementations():
@@ -102,9 +103,11 @@ def test_train_command_line_with_the_full_recipe(tmp_path):
         "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0",
         "--augment", "trivialaugment", "--warmup-epochs", "1", "--lr-decay", "cosine", "--label-smoothing", "0.1",
         "--drop-path-rate", "0.1", "--max-grad-norm", "1.0", "--accumulation-steps", "2", "--pool", "mean",
+        "--num-transformer-layers", "3",
     ])
     assert results["config"]["augment"] == "trivialaugment" and results["config"]["patch_size"] == 8
-    model = train.model_builder.create_vit("vit_ti_16", num_classes=2, img_size=32, patch_size=8, pool="mean")
+    model = train.model_builder.create_vit("vit_ti_16", num_classes=2, img_size=32, patch_size=8, pool="mean",
+                                           num_transformer_layers=3)
     utils.load_model(model, tmp_path / "out" / "vit_ti_16.pth")
     assert model.pool == "mean" and model.patch_embedding.patcher.kernel_size == (8, 8)
     assert results["world_size"] == 1
