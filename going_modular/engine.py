@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Optional, Union
+from collections.abc import Iterator
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -42,13 +43,22 @@ def _needs_grad_scaler(device: torch.device, amp: bool) -> bool:
     return amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
 
 
-def _batches(dataloader: DataLoader, max_batches: Optional[int], description: str, progress: bool):
+def batches(
+    dataloader: DataLoader, max_batches: Optional[int], description: str, progress: bool
+) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(step, total, batch)`` for at most ``max_batches`` batches, with an optional progress bar.
+
+    The bar is updated by hand rather than wrapped around the loader: ``tqdm.auto``'s bar calls
+    ``iter()`` on what it wraps, which for a DataLoader starts a second set of worker processes that load
+    (and augment) batches nobody uses, and draws from the random number generator, changing the shuffle.
+    """
     total = len(dataloader) if max_batches is None else min(max_batches, len(dataloader))
-    bar = tqdm(dataloader, total=total, desc=description, leave=False, disable=not progress)
-    for step, batch in enumerate(bar):
-        if step == total:
-            break
-        yield step, total, batch
+    with tqdm(total=total, desc=description, leave=False, disable=not progress) as bar:
+        for step, batch in enumerate(dataloader):
+            if step == total:
+                break
+            yield step, total, batch
+            bar.update(1)
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, step: int) -> float:
@@ -108,7 +118,7 @@ def train_step(
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total_loss, correct, seen = 0.0, 0, 0
-    for step, total, (images, labels) in _batches(dataloader, max_batches, f"train {epoch}", progress):
+    for step, total, (images, labels) in batches(dataloader, max_batches, f"train {epoch}", progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(images)
@@ -180,7 +190,7 @@ def test_step(
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     with torch.inference_mode():
-        for _, _, (images, labels) in _batches(dataloader, max_batches, "test", progress):
+        for _, _, (images, labels) in batches(dataloader, max_batches, "test", progress):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with _autocast(device, amp):
                 logits = model(images)

@@ -18,8 +18,8 @@ import torch
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
+from going_modular.engine import batches
 from going_modular.model_builder import ViT
 
 
@@ -90,13 +90,9 @@ def extract_features(
     modes = {module: module.training for module in backbone.modules()}  # restored afterwards, module by module
     backbone.eval()
     features, labels = [], []
-    total = len(dataloader) if max_batches is None else min(max_batches, len(dataloader))
     try:
         with torch.inference_mode():
-            batches = tqdm(dataloader, total=total, desc="features", disable=not progress)
-            for step, (images, targets) in enumerate(batches):
-                if step == total:
-                    break
+            for _, _, (images, targets) in batches(dataloader, max_batches, "features", progress):
                 features.append(backbone(images.to(device)).float().cpu())
                 labels.append(targets)
     finally:

@@ -115,3 +115,35 @@ def test_accumulation_steps_must_be_positive():
     with pytest.raises(ValueError, match="accumulation_steps must be at least 1"):
         engine.train_step(model, separable_loader(), nn.CrossEntropyLoss(),
                           torch.optim.SGD(model.parameters(), lr=0.1), "cpu", accumulation_steps=0)
+
+
+class CountingLoader(DataLoader):
+    """A DataLoader that counts how many iterators (each one a pass, with its own workers) were started."""
+
+    iterators_started = 0
+
+    def __iter__(self):
+        CountingLoader.iterators_started += 1
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_one_pass_over_the_loader_per_epoch_and_the_same_shuffle_as_a_plain_loop(progress):
+    # tqdm.auto's bar used to start a second, wasted iterator over the DataLoader, which also drew from the
+    # random number generator and so changed the shuffle.
+    data = TensorDataset(torch.arange(12.0).unsqueeze(1), torch.zeros(12, dtype=torch.long))
+    loader = CountingLoader(data, batch_size=4, shuffle=True)
+    seen = []
+
+    def record(logits, labels):
+        return logits.sum() * 0
+
+    model = nn.Linear(1, 1)
+    recorder = nn.Module()
+    recorder.forward = lambda x: (seen.append(x.flatten().tolist()), model(x))[1]
+    CountingLoader.iterators_started = 0
+    torch.manual_seed(3)
+    engine.train_step(recorder, loader, record, torch.optim.SGD(model.parameters(), lr=0.1), "cpu", progress=progress)
+    assert CountingLoader.iterators_started == 1
+    torch.manual_seed(3)
+    assert seen == [batch.flatten().tolist() for batch, _ in DataLoader(data, batch_size=4, shuffle=True)]
