@@ -66,7 +66,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--augment", default="none", choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
                         help="none: the course's resize only; crop-flip: random resized crop and flip; "
                              "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
-    parser.add_argument("--max-grad-norm", type=float, default=None, help="Clip the global gradient norm (the paper: 1.0).")
+    parser.add_argument("--max-grad-norm", type=float, default=None,
+                        help="Clip the global gradient norm (the paper: 1.0); 0 turns clipping off.")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
     parser.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16 autocast on CPU and recent GPUs).")
     parser.add_argument("--max-batches", type=int, default=None, help="Stop each epoch after this many batches (a quick run).")
@@ -156,7 +157,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     start = time.perf_counter()
     history = engine.train(
         trained_model, train_dataloader, test_dataloader, optimizer, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
-        args.epochs, device, scheduler=scheduler, max_grad_norm=args.max_grad_norm, accumulation_steps=args.accumulation_steps, amp=args.amp,
+        args.epochs, device, scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps, amp=args.amp,
         max_batches=args.max_batches,
     )
     wall_time = time.perf_counter() - start

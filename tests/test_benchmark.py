@@ -48,7 +48,7 @@ def test_scratch_accuracy_runs_every_seed_and_summarises_the_final_epoch(tmp_pat
                 Image.new("RGB", (40, 40 + i), colour).save(tmp_path / "data" / split / name / f"{i}.png")
     scratch_accuracy = _load_scratch_accuracy()
     summary = scratch_accuracy.main([
-        "--seeds", "0", "1", "--output-dir", str(tmp_path / "out"), "--label", "tiny", "--",
+        "--seeds", "0", "1", "--jobs", "2", "--output-dir", str(tmp_path / "out"), "--label", "tiny", "--",
         "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
         "--data-dir", str(tmp_path / "data"),
     ])
