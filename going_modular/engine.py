@@ -10,6 +10,7 @@ over all processes, so each epoch's numbers are those of the whole dataset, and 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -54,9 +55,7 @@ def batches(
     """
     total = len(dataloader) if max_batches is None else min(max_batches, len(dataloader))
     with tqdm(total=total, desc=description, leave=False, disable=not progress) as bar:
-        for step, batch in enumerate(dataloader):
-            if step == total:
-                break
+        for step, batch in enumerate(itertools.islice(dataloader, total)):  # no batch beyond the last is loaded
             yield step, total, batch
             bar.update(1)
 
