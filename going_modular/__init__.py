@@ -9,6 +9,7 @@
     utils          save and load models safely, seeds, device
     predictions    predict on image files, with a picture
     plotting       loss curves, image batches, patch grids, feature maps
+    shapes         image and patch-grid sizes (an int or a pair); the image-divisible-by-patch check
     settings       where data lives; whether this is a reduced (test) run
     train          the command line: python -m going_modular.train
     distributed    data-parallel training under torchrun (process group, data shards, summed metrics)

@@ -16,36 +16,31 @@ patches in row-major order (equation 1). Nothing here runs or copies a model; it
     mean_attention_distance    one layer -> each head's mean attention distance in pixels (Figure 7
                                right, appendix D.7; notebook 07)
 
-The private helpers (``_check_attention``, ``_grid_shape``) are the shared checks that every measure of
-attention here builds on, so that every function reads the same layout and fails with the same messages.
+The private helper ``_check_attention`` (with ``shapes.to_pair`` for the grid size) is the shared check
+that every measure of attention here builds on, so that every function reads the same layout and fails
+with the same messages.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from going_modular.plotting import ImageLike, image_to_hwc
+from going_modular.plotting import ImageLike, image_to_hwc, rescale_to_unit_range
+from going_modular.shapes import ImageSize, to_pair
 
-GridSize = Union[int, tuple[int, int]]
+# The patch grid (rows, cols) = (H / P, W / P), or one int for a square grid.
+GridSize = ImageSize
 
 # The class token is the first token of the sequence (equation 1: z_0 = [x_class; x_p^1 E; ...]).
 CLASS_TOKEN_INDEX = 0
 
 
-def _grid_shape(grid_size: GridSize) -> tuple[int, int]:
-    """(rows, columns) of the patch grid: H / P and W / P."""
-    rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else (int(grid_size[0]), int(grid_size[1]))
-    if rows < 1 or cols < 1:
-        raise ValueError(f"grid_size must be positive, got {grid_size}.")
-    return rows, cols
-
-
 def _check_attention(attention: torch.Tensor, grid_size: GridSize) -> tuple[int, int]:
     """Check that ``attention`` is [batch, heads, N + 1, N + 1] with N = rows * cols; return (rows, cols)."""
-    rows, cols = _grid_shape(grid_size)
+    rows, cols = to_pair(grid_size, name="grid_size")
     if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
         raise ValueError(
             f"Expected attention weights [batch, heads, tokens, tokens], got shape {tuple(attention.shape)}."
@@ -141,8 +136,7 @@ def plot_attention_over_image(
     pixels = image_to_hwc(image)
     heat = upsample_attention_map(attention_map, size=pixels.shape[:2])
     if normalize:
-        low, high = heat.min(), heat.max()
-        heat = (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
+        heat = rescale_to_unit_range(heat)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(pixels)
@@ -264,7 +258,7 @@ def patch_distances(grid_size: GridSize, patch_size: int) -> torch.Tensor:
     Raises:
         ValueError: ``patch_size`` is not positive, or the grid size is not.
     """
-    rows, cols = _grid_shape(grid_size)
+    rows, cols = to_pair(grid_size, name="grid_size")
     if patch_size < 1:
         raise ValueError(f"patch_size must be positive, got {patch_size}.")
     row_index, col_index = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")

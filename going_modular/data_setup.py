@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 from urllib.parse import urlparse
 
 import requests
@@ -25,8 +25,8 @@ from torchvision import datasets, transforms
 from tqdm.auto import tqdm
 
 from going_modular import settings
-
-PathLike = Union[str, Path]
+from going_modular.shapes import ImageSize, to_pair
+from going_modular.utils import PathLike
 Transform = Callable[[Image.Image], torch.Tensor]
 
 PIZZA_STEAK_SUSHI_URL = "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi.zip"
@@ -54,6 +54,10 @@ class DownloadError(RuntimeError):
     """The server answered a download with an HTTP error status (404, 500, ...)."""
 
 
+class DataError(ValueError):
+    """Data that cannot be used as it is: a damaged download or image, a stray file, mismatched class folders."""
+
+
 # ---------------------------------------------------------------------------------------------- downloads
 
 
@@ -75,7 +79,7 @@ def download_file(url: str, path: PathLike, *, sha256: Optional[str] = None) -> 
         ConnectionError: no connection, a timeout, or the download broke off (the message says how to
             provide the file by hand).
         DownloadError: the server answered with an HTTP error status.
-        ValueError: the checksum does not match.
+        DataError: the checksum does not match.
     """
     path = Path(path)
     if path.is_file():
@@ -115,7 +119,7 @@ def download_data(
         ConnectionError: no connection, a timeout, or the download broke off (the message says how to
             provide the data by hand).
         DownloadError: the server answered with an HTTP error status.
-        ValueError: the download is not a readable zip, its checksum does not match, or a member would
+        DataError: the download is not a readable zip, its checksum does not match, or a member would
             be written outside the destination.
         FileExistsError: ``data_dir / destination`` exists and is not a folder.
     """
@@ -171,7 +175,7 @@ def _download(url: str, path: Path, *, sha256: Optional[str], manual_hint: str) 
                     digest.update(chunk)
                     progress.update(len(chunk))
         if sha256 is not None and digest.hexdigest() != sha256.lower():
-            raise ValueError(
+            raise DataError(
                 f"Checksum mismatch for {url}: expected SHA-256 {sha256.lower()}, got {digest.hexdigest()}. "
                 f"The file changed on the server or arrived damaged; try again, or {manual_hint}."
             )
@@ -190,26 +194,26 @@ def _safe_extract(zip_path: Path, destination: Path, url: str) -> None:
     if not zipfile.is_zipfile(zip_path):
         with open(zip_path, "rb") as file:
             start = file.read(60)
-        raise ValueError(
+        raise DataError(
             f"{url} did not send a zip archive (it starts with {start!r}); the server may have sent an error "
             f"page. Check the URL in a browser."
         )
     try:
         with zipfile.ZipFile(zip_path) as archive:
             if not archive.namelist():
-                raise ValueError(f"The zip archive from {url} is empty. Check the URL in a browser.")
+                raise DataError(f"The zip archive from {url} is empty. Check the URL in a browser.")
             for name in archive.namelist():
                 _check_member(name)
             archive.extractall(destination)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ValueError(f"The zip archive from {url} is damaged ({error}). Download it again.") from error
+        raise DataError(f"The zip archive from {url} is damaged ({error}). Download it again.") from error
 
 
 def _check_member(name: str) -> None:
     """Refuse an archive member whose path is absolute or climbs out of the extraction folder ("zip slip")."""
     posix = PurePosixPath(name.replace("\\", "/"))  # zips made on Windows may use backslashes
     if posix.is_absolute() or PureWindowsPath(name).drive or ".." in posix.parts:
-        raise ValueError(
+        raise DataError(
             f"Refusing to extract archive member {name!r}: it would be written outside the destination folder. "
             f"The archive is unsafe; nothing was extracted."
         )
@@ -232,7 +236,7 @@ def load_image(image_path: PathLike) -> Image.Image:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not an image PIL can read (the message names the file).
+        DataError: the file is not an image PIL can read (the message names the file).
     """
     path = Path(image_path)
     if not path.is_file():
@@ -241,19 +245,23 @@ def load_image(image_path: PathLike) -> Image.Image:
         with Image.open(path) as image:
             return ImageOps.exif_transpose(image).convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path} is not an image that PIL can read ({error}). Remove or replace this file.") from error
+        raise DataError(f"{path} is not an image that PIL can read ({error}). Remove or replace this file.") from error
 
 
-def manual_transforms(image_size: int = 224) -> transforms.Compose:
-    """The course's transform for a ViT trained from scratch: resize to image_size x image_size, then to a tensor.
+def manual_transforms(image_size: ImageSize = 224) -> transforms.Compose:
+    """The course's transform for a ViT trained from scratch: resize to image_size, then to a tensor.
 
     Args:
-        image_size: height and width in pixels (224 in Table 3 of the paper).
+        image_size: height and width in pixels, one int for a square (224 in Table 3 of the paper)
+            or a (height, width) pair.
 
     Returns:
-        A transform from a PIL image to a float tensor [3, image_size, image_size] in [0, 1].
+        A transform from a PIL image to a float tensor [3, height, width] in [0, 1].
+
+    Raises:
+        ValueError: ``image_size`` is not one positive int or a pair of them.
     """
-    return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
+    return transforms.Compose([transforms.Resize(to_pair(image_size, name="image_size")), transforms.ToTensor()])
 
 
 # The paper's reference code scales pixels to [-1, 1]: mean 0.5 and standard deviation 0.5 per channel.
@@ -313,7 +321,7 @@ def _is_image_file(path: str) -> bool:
         return False
     if name.lower().endswith(datasets.folder.IMG_EXTENSIONS):
         return True
-    raise ValueError(
+    raise DataError(
         f"{path} is not an image file (expected one of {', '.join(datasets.folder.IMG_EXTENSIONS)}). "
         f"Remove it or move it out of the data folder."
     )
@@ -344,6 +352,7 @@ def create_dataloaders(
     batch_size: int,
     num_workers: int = NUM_WORKERS,
     test_transform: Optional[Transform] = None,
+    drop_last: bool = False,
 ) -> tuple[DataLoader, DataLoader, list[str]]:
     """Create training and testing DataLoaders from folders laid out as ``<dir>/<class name>/<image>``.
 
@@ -358,25 +367,35 @@ def create_dataloaders(
         num_workers: worker processes per DataLoader; ``NUM_WORKERS`` is 0 on Windows and macOS (spawned
             workers fail in notebooks) and otherwise min(4, CPU count).
         test_transform: transform for test images; defaults to ``transform``.
+        drop_last: leave out the last, incomplete training batch of every epoch (225 images in batches
+            of 32 end with a batch of one image, whose optimisation step follows a single photo). The
+            test loader always keeps every image.
 
     Returns:
         ``(train_dataloader, test_dataloader, class_names)``; the training loader shuffles, the test one not.
 
     Raises:
         FileNotFoundError: a folder is missing, has no class folders, or a class folder has no images.
-        ValueError: the train and test class folders differ, or a file is not an image (the message names
-            it; a file that only pretends to be an image is reported when the loader reads it).
+        DataError: the train and test class folders differ, a file is not an image (the message names it;
+            a file that only pretends to be an image is reported when the loader reads it), or
+            ``drop_last`` would leave no training batch at all.
     """
     train_data = _image_folder(train_dir, transform, "train")
     test_data = _image_folder(test_dir, transform if test_transform is None else test_transform, "test")
     if train_data.classes != test_data.classes:
-        raise ValueError(
+        raise DataError(
             f"The train and test class folders differ: {train_dir} has {train_data.classes}, {test_dir} has "
             f"{test_data.classes}. Give both folders the same class folders."
         )
+    if drop_last and len(train_data) < batch_size:
+        raise DataError(
+            f"drop_last with a batch size of {batch_size} leaves no training batch: {train_dir} has only "
+            f"{len(train_data)} images. Use a smaller batch size or drop_last=False."
+        )
     pin_memory = torch.cuda.is_available()  # pinned memory only speeds up copies to a GPU
     train_dataloader = DataLoader(
-        train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin_memory
+        train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin_memory,
+        drop_last=drop_last,
     )
     test_dataloader = DataLoader(
         test_data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory

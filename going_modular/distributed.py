@@ -12,7 +12,9 @@ are equal. This module holds the few pieces that differ from a single process:
   (a new shuffle every epoch, the same on every rank) and an exact, unpadded split for testing, so that
   the test metrics count every test image once;
 - ``all_reduce_sums`` adds the per-process loss, correct and seen counts, so every rank reports the
-  metrics of the whole dataset; ``is_main_process`` lets only rank 0 print, show progress and write files.
+  metrics of the whole dataset; ``is_main_process`` lets only rank 0 print, show progress and write files;
+- ``gather_objects`` collects one value from every process (each one's random number generators, for a
+  checkpoint).
 
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) none of this is used and a script runs as
 one ordinary process.
@@ -99,19 +101,24 @@ def shard_dataloaders(
     Testing takes every ``world_size``-th image from this rank's position, without repeats, so the
     reduced test metrics are exactly those of the whole test set.
 
-    The batch size stays per process: the effective batch is ``batch_size * world_size``.
+    The batch size stays per process: the effective batch is ``batch_size * world_size``. Each training
+    shard drops its last, incomplete batch, unless the shard holds less than one batch.
     """
     train_sampler = DistributedSampler(
         train_dataloader.dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed
     )
     test_shard = Subset(test_dataloader.dataset, range(context.rank, len(test_dataloader.dataset), context.world_size))
-    return _with_data(train_dataloader, train_dataloader.dataset, train_sampler), _with_data(test_dataloader, test_shard, None)
+    # Each shard's last, incomplete batch is dropped (when a full one remains): with many processes it is
+    # often a batch of one or two images whose gradient would weigh as much as a full batch's.
+    drop_last = len(train_sampler) >= train_dataloader.batch_size
+    return (_with_data(train_dataloader, train_dataloader.dataset, train_sampler, drop_last),
+            _with_data(test_dataloader, test_shard, None, drop_last=False))
 
 
-def _with_data(dataloader: DataLoader, dataset, sampler: Optional[DistributedSampler]) -> DataLoader:
+def _with_data(dataloader: DataLoader, dataset, sampler: Optional[DistributedSampler], drop_last: bool) -> DataLoader:
     return DataLoader(
         dataset, batch_size=dataloader.batch_size, sampler=sampler, shuffle=False,
-        num_workers=dataloader.num_workers, pin_memory=dataloader.pin_memory,
+        num_workers=dataloader.num_workers, pin_memory=dataloader.pin_memory, drop_last=drop_last,
     )
 
 
@@ -125,3 +132,12 @@ def cleanup() -> None:
     """Leave the process group (a no-op in a plain run)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_objects(value: object) -> list:
+    """Every process's ``value`` in rank order, in every process (``[value]`` in a plain run)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    values: list = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values

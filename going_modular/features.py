@@ -92,7 +92,7 @@ def extract_features(
     features, labels = [], []
     try:
         with torch.inference_mode():
-            for _, _, (images, targets) in batches(dataloader, max_batches, "features", progress):
+            for _, (images, targets) in batches(dataloader, max_batches, "features", progress):
                 features.append(backbone(images.to(device)).float().cpu())
                 labels.append(targets)
     finally:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from going_modular.model_builder import ViT
+from going_modular.plotting import rescale_to_unit_range
 
 # The paper shows 28 components (4 rows of 7) in Figure 7, left.
 PAPER_NUM_COMPONENTS = 28
@@ -146,9 +147,7 @@ def plot_embedding_filters(
     gap = max(1, height // 8)
     mosaic = np.ones((nrows * (height + gap) - gap, ncols * (width + gap) - gap, 3))  # white between tiles
     for index, component in enumerate(components.detach().float().cpu()):
-        low, high = component.min(), component.max()
-        tile = (component - low) / (high - low) if high > low else torch.zeros_like(component)
-        tile = tile.permute(1, 2, 0).expand(height, width, 3).numpy()
+        tile = rescale_to_unit_range(component).permute(1, 2, 0).expand(height, width, 3).numpy()
         row, col = divmod(index, ncols)
         top, left = row * (height + gap), col * (width + gap)
         mosaic[top : top + height, left : left + width] = tile

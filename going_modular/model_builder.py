@@ -22,14 +22,10 @@ import torchvision
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-ImageSize = Union[int, tuple[int, int]]
+from going_modular.shapes import ImageSize, check_divisible_by_patch_size, to_pair
 
 # torchvision (and the paper's reference code) use LayerNorm with eps=1e-6; PyTorch's default is 1e-5.
 LAYER_NORM_EPS = 1e-6
-
-
-def _pair(size: ImageSize) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 class PatchEmbedding(nn.Module):
@@ -60,12 +56,7 @@ class PatchEmbedding(nn.Module):
         channels, height, width = x.shape[1:]
         if channels != self.in_channels:
             raise ValueError(f"Expected {self.in_channels} colour channels, got {channels} (input shape {tuple(x.shape)}).")
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
-                f"Image height and width must be divisible by the patch size {self.patch_size}, "
-                f"got {height} x {width}. Resize the image, e.g. to "
-                f"{height // self.patch_size * self.patch_size} x {width // self.patch_size * self.patch_size}."
-            )
+        check_divisible_by_patch_size(height, width, self.patch_size)
         # [B, D, H/P, W/P] -> [B, D, N] -> [B, N, D]: one row per patch, as the paper's sequence.
         return self.flatten(self.patcher(x)).transpose(1, 2)
 
@@ -178,9 +169,14 @@ class TransformerEncoderBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.msa_block = MultiheadSelfAttentionBlock(
-            embedding_dim, num_heads, attn_dropout, proj_dropout, qkv_bias, fused_attention
+            embedding_dim=embedding_dim,
+            num_heads=num_heads,
+            attn_dropout=attn_dropout,
+            proj_dropout=proj_dropout,
+            qkv_bias=qkv_bias,
+            fused_attention=fused_attention,
         )
-        self.mlp_block = MLPBlock(embedding_dim, mlp_size, mlp_dropout)
+        self.mlp_block = MLPBlock(embedding_dim=embedding_dim, mlp_size=mlp_size, dropout=mlp_dropout)
         self.drop_path = StochasticDepth(drop_path, mode="row") if drop_path > 0 else nn.Identity()
 
     def forward(
@@ -226,8 +222,8 @@ class ViT(nn.Module):
         fused_attention: use the fused attention kernel when attention weights are not requested.
 
     Raises:
-        ValueError: for sizes that do not fit together (image not divisible by the patch size, D not
-            divisible by the number of heads, an unknown pool).
+        ValueError: for sizes that do not fit together (an image size that is not positive or not
+            divisible by the patch size, D not divisible by the number of heads, an unknown pool).
     """
 
     def __init__(
@@ -251,9 +247,8 @@ class ViT(nn.Module):
         fused_attention: bool = True,
     ) -> None:
         super().__init__()
-        height, width = _pair(img_size)
-        if height % patch_size or width % patch_size:
-            raise ValueError(f"Image size {height} x {width} is not divisible by the patch size {patch_size}.")
+        height, width = to_pair(img_size, name="img_size")
+        check_divisible_by_patch_size(height, width, patch_size)
         if pool not in ("cls", "mean"):
             raise ValueError(f'pool must be "cls" or "mean", got {pool!r}.')
         self.img_size = (height, width)
@@ -261,7 +256,9 @@ class ViT(nn.Module):
         self.pool = pool
         self.num_patches = (height // patch_size) * (width // patch_size)
 
-        self.patch_embedding = PatchEmbedding(in_channels, patch_size, embedding_dim)
+        self.patch_embedding = PatchEmbedding(
+            in_channels=in_channels, patch_size=patch_size, embedding_dim=embedding_dim
+        )
         self.class_token = nn.Parameter(torch.zeros(1, 1, embedding_dim))
         self.position_embedding = nn.Parameter(torch.zeros(1, self.num_patches + 1, embedding_dim))
         self.embedding_dropout = nn.Dropout(embedding_dropout)
@@ -269,8 +266,15 @@ class ViT(nn.Module):
         self.transformer_encoder = nn.Sequential(
             *[
                 TransformerEncoderBlock(
-                    embedding_dim, num_heads, mlp_size, attn_dropout, proj_dropout, mlp_dropout,
-                    drop_path, qkv_bias, fused_attention,
+                    embedding_dim=embedding_dim,
+                    num_heads=num_heads,
+                    mlp_size=mlp_size,
+                    attn_dropout=attn_dropout,
+                    proj_dropout=proj_dropout,
+                    mlp_dropout=mlp_dropout,
+                    drop_path=drop_path,
+                    qkv_bias=qkv_bias,
+                    fused_attention=fused_attention,
                 )
                 for drop_path in drop_paths
             ]
@@ -481,9 +485,9 @@ def resize_position_embedding(position_embedding: torch.Tensor, grid_size: Image
         [1, 1 + rows * columns, D]; the input itself when the grid is unchanged.
 
     Raises:
-        ValueError: the input is not [1, 1 + N, D] with N a square number.
+        ValueError: the input is not [1, 1 + N, D] with N a square number, or ``grid_size`` is not positive.
     """
-    rows, columns = _pair(grid_size)
+    rows, columns = to_pair(grid_size, name="grid_size")
     if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
         raise ValueError(f"Expected a position embedding of shape [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
     class_position, patch_positions = position_embedding[:, :1], position_embedding[:, 1:]

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from going_modular.engine import Results
+from going_modular.shapes import check_divisible_by_patch_size
 
 ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 
@@ -72,6 +73,19 @@ def image_to_hwc(image: ImageLike) -> np.ndarray:
     if array.ndim != 3:
         raise ValueError(f"Expected an image array [height, width, channels], got shape {array.shape}.")
     return array / 255.0 if array.max() > 1.0 else array
+
+
+def rescale_to_unit_range(values: torch.Tensor) -> torch.Tensor:
+    """Stretch ``values`` linearly so that their minimum becomes 0 and their maximum 1, for drawing.
+
+    Args:
+        values: a tensor of any shape.
+
+    Returns:
+        A tensor of the same shape in [0, 1]; all zeros when every value is the same.
+    """
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else torch.zeros_like(values)
 
 
 def plot_image_batch(
@@ -141,13 +155,12 @@ def plot_patch_grid(
         The matplotlib Figure.
 
     Raises:
-        ValueError: the image is not [C, H, W], a side is not divisible by ``patch_size``, or
+        ValueError: the image is not [C, H, W], ``patch_size`` is below 1 or does not divide a side, or
             ``num_rows`` is outside 1 ... H / P.
     """
     array = image_to_hwc(image)
     height, width = array.shape[:2]
-    if patch_size <= 0 or height % patch_size or width % patch_size:
-        raise ValueError(f"Image height and width must be divisible by the patch size {patch_size}, got {height} x {width}.")
+    check_divisible_by_patch_size(height, width, patch_size)
     rows, cols = height // patch_size, width // patch_size
     num_rows = rows if num_rows is None else num_rows
     if not 1 <= num_rows <= rows:

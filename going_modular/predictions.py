@@ -8,17 +8,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import matplotlib.pyplot as plt
 import torch
-from PIL import Image
-from torchvision import transforms
 
-from going_modular.data_setup import PathLike, load_image
-
-ImageSize = Union[int, tuple[int, int]]
-Transform = Callable[[Image.Image], torch.Tensor]
+from going_modular.data_setup import PathLike, Transform, load_image, manual_transforms
+from going_modular.shapes import ImageSize
 
 
 class Prediction(NamedTuple):
@@ -48,8 +44,8 @@ def pred_and_plot_image(
         image_path: path to the image file.
         image_size: (height, width) used by the default transform (an int means a square).
         transform: pass the transform the model was trained with (for a pretrained torchvision ViT,
-            ``weights.transforms()``). When None: ``Resize(image_size)`` then ``ToTensor()``, which
-            matches the course's from-scratch ViT (``data_setup.manual_transforms``).
+            ``weights.transforms()``). When None: the course's transform for its from-scratch ViT,
+            ``data_setup.manual_transforms(image_size)`` (resize, then ``ToTensor()``).
         device: where to run the model (it is moved there). When None: the device of the model's
             parameters.
 
@@ -58,8 +54,9 @@ def pred_and_plot_image(
 
     Raises:
         FileNotFoundError: there is no file at ``image_path``.
-        ValueError: the file is not a readable image (the message names it), or the model's
-            number of output logits differs from ``len(class_names)``.
+        ValueError: the file is not a readable image (the message names it), the model's number
+            of output logits differs from ``len(class_names)``, or ``image_size`` is not one positive
+            int or a pair of them.
     """
     image = load_image(image_path)
     image_tensor = _resolve_transform(transform, image_size)(image)
@@ -90,7 +87,7 @@ def predict(
         image_paths: the image files, in the order the predictions are returned.
         class_names: the class names, in the order of the model's outputs.
         transform: pass the transform the model was trained with; it must give every image the
-            same shape. When None: ``Resize(image_size)`` then ``ToTensor()`` (as in
+            same shape. When None: ``data_setup.manual_transforms(image_size)`` (as in
             :func:`pred_and_plot_image`).
         image_size: (height, width) used by the default transform (an int means a square).
         batch_size: how many images go through the model at once.
@@ -103,8 +100,9 @@ def predict(
     Raises:
         FileNotFoundError: an image file does not exist.
         ValueError: ``batch_size`` is below 1, a file is not a readable image (the message names
-            it), the transform gave images of different shapes, or the model's number of output
-            logits differs from ``len(class_names)``.
+            it), the transform gave images of different shapes, the model's number of output
+            logits differs from ``len(class_names)``, or ``image_size`` is not one positive int or
+            a pair of them.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size should be at least 1, got {batch_size}.")
@@ -130,11 +128,8 @@ def predict(
 
 
 def _resolve_transform(transform: Optional[Transform], image_size: ImageSize) -> Transform:
-    """Return ``transform``, or the default ``Resize(image_size)`` + ``ToTensor()`` when it is None."""
-    if transform is not None:
-        return transform
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
+    """Return ``transform``, or the course's ``manual_transforms(image_size)`` when it is None."""
+    return transform if transform is not None else manual_transforms(image_size)
 
 
 def _predict_probabilities(

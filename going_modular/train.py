@@ -4,7 +4,16 @@
 
 With no --data-dir it uses pizza_steak_sushi in the course's data directory, downloading it when it
 is missing. It writes, in --output-dir: the model's weights (.pth), a results JSON (per-epoch metrics,
-configuration, seed, device, wall time) and a loss-curve PNG. ``--help`` lists every flag.
+per-step learning rate, loss and gradient norm, configuration, seed, device, wall time) and a
+loss-curve PNG. ``--help`` lists every flag.
+
+After every epoch it writes a checkpoint (``<name>_checkpoint.pth``, see ``checkpoint``), removed once
+the run has finished. If the run is interrupted, the same command with ``--resume`` continues it from
+there, and ends with the same weights and results as a run that was never interrupted.
+
+A mistake on the command line or in the data (a missing folder, no connection for the download, a
+flag out of range, a checkpoint from other settings) ends with one line, ``error: ...``, saying what to
+do, and exit status 2.
 
 The same command trains data-parallel on several GPUs (or CPU processes) when started by torchrun:
 
@@ -17,21 +26,49 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from going_modular import data_setup, distributed, engine, model_builder, recipe, utils
+from going_modular import checkpoint, data_setup, distributed, engine, model_builder, recipe, utils
 from going_modular.plotting import plot_loss_curves
 
 
+# Mistakes a person can make on the command line or with the data: reported in one line, exit status 2.
+USER_ERRORS = (
+    FileNotFoundError, PermissionError, ConnectionError, data_setup.DownloadError, data_setup.DataError,
+    checkpoint.ResumeError, utils.CheckpointError,
+)
+# Settings that may change between a run and its resumption: they change where the outputs go and how
+# fast it runs, not what it computes.
+RESUMABLE_CHANGES = ("resume", "device", "num_workers", "output_dir", "model_name")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``error: ...`` and where to look, exit status 2."""
+
+    def error(self, message: str) -> None:
+        _exit_with_error(f"{message} (python -m going_modular.train --help lists every flag)")
+
+
+def _exit_with_error(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks for all
+        print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
-    parser = argparse.ArgumentParser(
+    """Parse and check the command line (``argv`` defaults to ``sys.argv[1:]``).
+
+    A flag out of range ends the program with ``error: ...`` and exit status 2.
+    """
+    parser = _Parser(
         prog="python -m going_modular.train",
         description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -40,6 +77,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU.")
     parser.add_argument("--epochs", type=int, default=10, help="Passes over the training data.")
     parser.add_argument("--batch-size", type=int, default=32, help="Images per batch (per process under torchrun).")
+    parser.add_argument("--drop-last", action="store_true",
+                        help="Leave out each epoch's last, incomplete training batch (225 images in batches of 32 end "
+                             "with one of a single image). Always on under torchrun.")
     parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate of AdamW (after any warmup).")
     parser.add_argument("--weight-decay", type=float, default=0.1,
                         help="AdamW's decoupled weight decay on weight matrices; biases, norms, class token and "
@@ -48,8 +88,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="A folder with train/<class>/ and test/<class>/ images. "
                              "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
-    parser.add_argument("--output-dir", type=Path, default=Path("models"), help="Where the model, results and plot go.")
+    parser.add_argument("--output-dir", type=Path, default=Path("models"),
+                        help="Where the model, results, plot and checkpoint go (in Colab, a Google Drive folder "
+                             "survives a disconnected runtime).")
     parser.add_argument("--model-name", default=None, help="File name stem of the outputs; the preset's name when not given.")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                        help="Continue an interrupted run from its checkpoint: by default <output-dir>/<model-name>"
+                             "_checkpoint.pth; or give the checkpoint file. Give the same other flags as the first "
+                             "run: a different setting is refused.")
     parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
@@ -69,13 +115,56 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-grad-norm", type=float, default=None,
                         help="Clip the global gradient norm (the paper: 1.0); 0 turns clipping off.")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
-    parser.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16 autocast on CPU and recent GPUs).")
+    parser.add_argument("--amp", action="store_true",
+                        help="Mixed precision: bfloat16 on CPUs and GPUs of compute capability 8.0 and up, float16 "
+                             "with loss scaling on older GPUs (Colab's T4).")
     parser.add_argument("--max-batches", type=int, default=None, help="Stop each epoch after this many batches (a quick run).")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "image_size", "accumulation_steps", "patch_size", "num_transformer_layers"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    problem = _check_args(args)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def _check_args(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the parsed flags, or None."""
+    at_least_one = ("epochs", "batch_size", "image_size", "accumulation_steps", "patch_size", "num_transformer_layers",
+                    "max_batches")
+    for name in at_least_one:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
+    rules = [  # (flag, whether its value is allowed, the rule)
+        ("lr", args.lr > 0, "must be positive"),
+        ("weight_decay", args.weight_decay >= 0, "must be at least 0"),
+        ("label_smoothing", 0 <= args.label_smoothing < 1, "must be at least 0 and below 1"),
+        ("drop_path_rate", 0 <= args.drop_path_rate < 1, "must be at least 0 and below 1"),
+        ("max_grad_norm", args.max_grad_norm is None or args.max_grad_norm >= 0,
+         "must be at least 0 (0 turns clipping off)"),
+        ("warmup_epochs", 0 <= args.warmup_epochs <= args.epochs, f"must be between 0 and --epochs ({args.epochs})"),
+        ("num_workers", args.num_workers >= 0, "must be at least 0"),
+    ]
+    for name, allowed, rule in rules:
+        if not allowed:
+            return f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
+    patch_size = args.patch_size or model_builder.VIT_PRESETS[args.model]["patch_size"]
+    if args.image_size % patch_size:
+        fitting = max(patch_size, args.image_size // patch_size * patch_size)
+        return (f"--image-size {args.image_size} is not divisible by the patch size {patch_size}: the image must cut "
+                f"into whole patches. Use --image-size {fitting} (or another multiple of {patch_size}) or another "
+                f"--patch-size")
+    if args.device is not None:
+        return _device_problem(args.device)
+    return None
+
+
+def _device_problem(name: str) -> Optional[str]:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return f"--device {name!r} is not a device PyTorch knows; use cpu, cuda, cuda:1 or mps, or leave it out"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {name}: no CUDA GPU is available here; leave --device out to use the best available device"
+    return None
 
 
 def _resolve_data_dir(data_dir: Optional[Path]) -> Path:
@@ -106,14 +195,18 @@ def _model_overrides(args: argparse.Namespace) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the command line and return the results dictionary that it also writes as JSON.
 
-    Under torchrun every process returns the same dictionary; only rank 0 writes it.
+    Under torchrun every process returns the same dictionary; only rank 0 writes it. A user error (see
+    ``USER_ERRORS``) prints one line and exits with status 2; any other error keeps its traceback.
     """
     args = parse_args(argv)
-    context = distributed.init_from_env(args.device)
     try:
-        return _train(args, context)
-    finally:
-        distributed.cleanup()
+        context = distributed.init_from_env(args.device)
+        try:
+            return _train(args, context)
+        finally:
+            distributed.cleanup()
+    except USER_ERRORS as error:
+        _exit_with_error(str(error))
 
 
 def _train(args: argparse.Namespace, context: Optional[distributed.DistributedContext]) -> dict:
@@ -123,13 +216,19 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         device = torch.device(args.device) if args.device else utils.get_device()
     main_process = distributed.is_main_process()
     name = args.model_name or args.model
+    world_size = context.world_size if context is not None else 1
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    checkpoint_file = checkpoint.checkpoint_path(args.output_dir, name)
+    resumed = _checkpoint_to_resume(args, checkpoint_file, {**config, "world_size": world_size})
+    if resumed is not None:
+        checkpoint_file = Path(args.resume) if args.resume != "auto" else checkpoint_file
     data_dir = _shared_data_dir(args.data_dir, context)
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     train_transform, test_transform = _transforms(args.augment, args.image_size)
     train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
         data_dir / "train", data_dir / "test", train_transform, args.batch_size,
-        num_workers=args.num_workers, test_transform=test_transform,
+        num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last,
     )
     num_train_images, num_test_images = len(train_dataloader.dataset), len(test_dataloader.dataset)
     model = model_builder.create_vit(args.model, num_classes=len(class_names), **_model_overrides(args)).to(device)
@@ -143,43 +242,88 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         trained_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(min(len(train_dataloader), args.max_batches or math.inf) / args.accumulation_steps)
+    steps_per_epoch = math.ceil(engine.num_batches(train_dataloader, args.max_batches) / args.accumulation_steps)
     scheduler = recipe.create_scheduler(
-        optimizer, total_steps=steps_per_epoch * args.epochs,
-        warmup_steps=min(steps_per_epoch * args.warmup_epochs, steps_per_epoch * args.epochs), decay=args.lr_decay,
+        optimizer, total_steps=steps_per_epoch * args.epochs, warmup_steps=steps_per_epoch * args.warmup_epochs,
+        decay=args.lr_decay,
     )
+    grad_scaler = engine.make_grad_scaler(device, args.amp)
+
+    record: dict[str, Any] = {"metrics": None, "steps": {"lr": [], "loss": [], "grad_norm": []},
+                              "resumed_after_epochs": [], "training_seconds": 0.0}
+    start_epoch = 1
+    if resumed is not None:
+        record.update(resumed["results"])
+        start_epoch = resumed["epoch"] + 1
+        record["resumed_after_epochs"] = [*record["resumed_after_epochs"], resumed["epoch"]]
+        if main_process:
+            print(f"Resuming from {checkpoint_file}: {resumed['epoch']} of {args.epochs} epochs were done.")
+        checkpoint.restore(resumed, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
+                           rank=context.rank if context is not None else 0)  # last: it sets the random generators
 
     if main_process:
         processes = f" x {context.world_size} processes ({context.backend})" if context is not None else ""
         print(f"Training {args.model} on {device}{processes} for {args.epochs} epochs: {num_train_images} train and "
               f"{num_test_images} test images from {data_dir}"
               + (f" (at most {args.max_batches} batches per epoch)" if args.max_batches else ""))
-    start = time.perf_counter()
+    seconds_before, start = record["training_seconds"], time.perf_counter()
+
+    def record_step(step: engine.StepRecord) -> None:
+        for key in record["steps"]:
+            record["steps"][key].append(getattr(step, key))
+
+    def write_checkpoint(epoch: int, history: engine.Results) -> None:
+        record.update(metrics=history, training_seconds=seconds_before + time.perf_counter() - start)
+        checkpoint.save_checkpoint(
+            checkpoint_file, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
+            epoch=epoch, results=record, config={**config, "world_size": world_size},
+            training_seconds=record["training_seconds"])
+
     history = engine.train(
-        trained_model, train_dataloader, test_dataloader, optimizer, nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
-        args.epochs, device, scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps, amp=args.amp,
-        max_batches=args.max_batches,
+        trained_model, train_dataloader, test_dataloader, optimizer,
+        nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.epochs, device,
+        scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps,
+        amp=args.amp, grad_scaler=grad_scaler, max_batches=args.max_batches,
+        start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step, on_epoch_end=write_checkpoint,
     )
-    wall_time = time.perf_counter() - start
+    wall_time = seconds_before + time.perf_counter() - start
 
     model_path = args.output_dir / f"{name}.pth"
     results = {
         "metrics": history,
-        "config": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "steps": record["steps"],
+        "config": config,
         "class_names": class_names,
         "num_train_images": num_train_images,
         "num_test_images": num_test_images,
         "data_dir": str(data_dir),
         "device": str(device),
-        "world_size": context.world_size if context is not None else 1,
+        "world_size": world_size,
         "seed": args.seed,
         "wall_time_seconds": round(wall_time, 2),
+        "resumed_after_epochs": record["resumed_after_epochs"],
         "torch_version": torch.__version__,
         "model_path": str(model_path),
     }
     if main_process:
         _write_outputs(model, results, history, args, name, device)
+        checkpoint_file.unlink(missing_ok=True)  # the run is complete: its outputs replace the checkpoint
     return results
+
+
+def _checkpoint_to_resume(args: argparse.Namespace, default_path: Path, config: dict) -> Optional[dict]:
+    """The checkpoint ``--resume`` asks for, checked against this run's settings; None without --resume."""
+    if args.resume is None:
+        return None
+    path = default_path if args.resume == "auto" else Path(args.resume)
+    state = checkpoint.load_checkpoint(path)
+    differences = checkpoint.config_differences(state["config"], config, ignore=RESUMABLE_CHANGES)
+    if differences:
+        raise checkpoint.ResumeError(
+            f"The checkpoint {path} was written with other settings, so resuming would not continue the same run: "
+            f"{'; '.join(differences)}. Give the flags of the interrupted run, or start a new run without --resume."
+        )
+    return state
 
 
 def _shared_data_dir(data_dir: Optional[Path], context: Optional[distributed.DistributedContext]) -> Path:

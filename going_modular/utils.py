@@ -9,19 +9,24 @@ import json
 import os
 import pickle
 import random
-import re
 import secrets
+import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 PathLike = Union[str, Path]
 
 _CHECKPOINT_SUFFIXES = (".pth", ".pt")
-_MAX_MISMATCHES_SHOWN = 5
+# Prefixes that DistributedDataParallel / nn.DataParallel ("module.") and torch.compile ("_orig_mod.")
+# put in front of every parameter name of the model they wrap.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_TRAINING_CHECKPOINT_KEYS = {"model", "optimizer", "epoch"}
 
 
 def save_model(model: torch.nn.Module, target_dir: PathLike, model_name: str) -> Path:
@@ -45,7 +50,7 @@ def save_model(model: torch.nn.Module, target_dir: PathLike, model_name: str) ->
     if not model_name.endswith(_CHECKPOINT_SUFFIXES):
         raise ValueError(f"model_name should end with '.pth' or '.pt', got {model_name!r}.")
     model_save_path = Path(target_dir) / model_name
-    _atomic_write(model_save_path, lambda file: torch.save(model.state_dict(), file))
+    write_atomically(model_save_path, lambda file: torch.save(model.state_dict(), file))
     print(f"[INFO] Saved model to: {model_save_path}")
     return model_save_path
 
@@ -53,12 +58,19 @@ def save_model(model: torch.nn.Module, target_dir: PathLike, model_name: str) ->
 def save_json(data: Mapping, path: PathLike) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (see ``save_model``); returns the path."""
     path = Path(path)
-    _atomic_write(path, lambda file: file.write(json.dumps(data, indent=2).encode()))
+    write_atomically(path, lambda file: file.write(json.dumps(data, indent=2).encode()))
     return path
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then move it over ``path`` in one step."""
+def write_atomically(path: PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then move it over ``path`` in one step.
+
+    A failure or kill during ``write`` leaves an earlier file at ``path`` intact (see ``save_model``).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as the target, so os.replace is a rename within one filesystem (atomic).
     # Opened with "xb" rather than tempfile.mkstemp so the file gets the usual umask
@@ -70,10 +82,15 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary_path, path)
+        return path
     except BaseException:
         # BaseException: a KeyboardInterrupt mid-write must not leave the temporary file behind either.
         temporary_path.unlink(missing_ok=True)
         raise
+
+
+class CheckpointError(ValueError):
+    """A file cannot be loaded as the model's weights: not a checkpoint, unsafe, or from another model."""
 
 
 def load_model(
@@ -85,8 +102,10 @@ def load_model(
 
     The file is read with ``torch.load(..., map_location="cpu", weights_only=True)``: only tensors
     and plain containers are accepted, so a checkpoint cannot run code while it loads, and a file
-    saved on a GPU loads on a machine without one. The tensors are then copied into the model's
-    own parameters, wherever they live.
+    saved on a GPU loads on a machine without one. Weights saved from a model wrapped in
+    ``DistributedDataParallel``/``nn.DataParallel`` (keys starting "module.") or ``torch.compile``
+    ("_orig_mod.") load too, and so do the model weights of a training checkpoint written by
+    ``python -m going_modular.train``. When the weights do not fit, ``model`` is left unchanged.
 
     Args:
         model: a model with the same architecture and configuration as the saved one.
@@ -99,49 +118,80 @@ def load_model(
 
     Raises:
         FileNotFoundError: there is no file at ``model_path``.
-        ValueError: the file contains pickled Python objects beyond tensors (it could run
-            arbitrary code); the file is not a readable checkpoint; or the state dict does not fit
-            the model (saved from a different architecture or configuration).
+        CheckpointError (a ValueError): the file is not a PyTorch checkpoint at all (torch.save writes
+            a zip archive); it holds pickled Python objects beyond tensors (it could run arbitrary code);
+            it is damaged; or its weights do not fit the model (torch's message lists the missing,
+            unexpected and mis-shaped keys).
     """
     path = Path(model_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path} (relative paths start from {Path.cwd()}).")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} contains pickled Python objects beyond tensors, and loading it could run arbitrary "
-            "code, so it was not loaded. If you trust where it came from, load it once yourself with "
-            "torch.load(..., weights_only=False), put the weights into the model and re-save only its "
-            f"state_dict with going_modular.utils.save_model.{_weights_unpickler_reason(error)}"
-        ) from None
-    except (RuntimeError, KeyError, EOFError) as error:
-        # What torch raises for a truncated file or one that is not a checkpoint at all.
-        raise ValueError(
-            f"{path} could not be read as a PyTorch checkpoint; it may be truncated or not a checkpoint "
-            f"({type(error).__name__}: {error})."
-        ) from error
-
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(
-            f"{path} holds a {type(state_dict).__name__}, not a state dict. Save checkpoints with "
-            "going_modular.utils.save_model (which saves model.state_dict())."
-        )
-    mismatches = _state_dict_mismatches(model.state_dict(), state_dict)
-    if mismatches:
-        shown = "; ".join(mismatches[:_MAX_MISMATCHES_SHOWN])
-        hidden = len(mismatches) - _MAX_MISMATCHES_SHOWN
-        more = f" (and {hidden} more)" if hidden > 0 else ""
-        raise ValueError(
-            f"The checkpoint {path} was saved from a different architecture or configuration than "
-            f"this {type(model).__name__}: {len(mismatches)} mismatch(es): {shown}{more}. Build the model "
-            f"with the same settings as the one that was saved.{_wrapped_model_hint(state_dict)}"
-        )
-    model.load_state_dict(state_dict)
+    state_dict = _read_state_dict(path)
+    for prefix in _WRAPPER_PREFIXES:
+        consume_prefix_in_state_dict_if_present(state_dict, prefix)
+    _load_unchanged_on_error(model, state_dict, path)
     if device is not None:
         model.to(device)
     print(f"[INFO] Loaded model weights from: {path}")
     return model
+
+
+def _read_state_dict(path: Path) -> dict:
+    """The state dict in the file at ``path``, read without unpickling code."""
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path} (relative paths start from {Path.cwd()}).")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive, and this file is not one. "
+            f"It may be another kind of file renamed to {path.suffix or 'this name'}, a download that failed "
+            "or broke off, or a copy that was cut short. Save the model again with "
+            "going_modular.utils.save_model, or download the file again."
+        )
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} contains pickled Python objects beyond tensors, and loading it could run arbitrary "
+            "code, so it was not loaded. If you trust where it came from, load it once yourself with "
+            "torch.load(..., weights_only=False), put the weights into the model and re-save only its "
+            "state_dict with going_modular.utils.save_model."
+        ) from error
+    except (RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path} is a zip archive but not a readable PyTorch checkpoint; it may be damaged "
+            f"({type(error).__name__}: {error}). Save or download it again."
+        ) from error
+    if isinstance(loaded, Mapping) and _TRAINING_CHECKPOINT_KEYS <= loaded.keys():
+        loaded = loaded["model"]  # a checkpoint of python -m going_modular.train: its model weights
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(loaded).__name__}, not a state dict. Save checkpoints with "
+            "going_modular.utils.save_model (which saves model.state_dict())."
+        )
+    return OrderedDict(loaded)
+
+
+def _load_unchanged_on_error(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
+    """``model.load_state_dict(state_dict)``, except that a state dict that does not fit changes nothing.
+
+    ``load_state_dict`` copies every tensor that fits before it reports the ones that do not, so for a
+    state dict whose keys or shapes differ, the model's own tensors are put back after the report.
+    """
+    expected = model.state_dict()
+    fits = expected.keys() == state_dict.keys() and all(
+        isinstance(state_dict[key], torch.Tensor) and state_dict[key].shape == tensor.shape
+        for key, tensor in expected.items()
+    )
+    if fits:
+        model.load_state_dict(state_dict)
+        return
+    original = {key: tensor.detach().clone() for key, tensor in expected.items()}
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        model.load_state_dict(original)
+        raise CheckpointError(
+            f"The checkpoint {path} was saved from a different architecture or configuration than this "
+            f"{type(model).__name__}; build the model with the same settings as the one that was saved. {error}"
+        ) from None
 
 
 def set_seeds(seed: int = 42) -> None:
@@ -168,38 +218,3 @@ def get_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def _state_dict_mismatches(expected: Mapping[str, torch.Tensor], loaded: Mapping[str, object]) -> list[str]:
-    """Describe every key missing from, unexpected in, or of the wrong shape in ``loaded``."""
-    mismatches = [f"missing key {key!r}" for key in expected if key not in loaded]
-    mismatches += [f"unexpected key {key!r}" for key in loaded if key not in expected]
-    for key, tensor in expected.items():
-        value = loaded.get(key)
-        if isinstance(value, torch.Tensor) and value.shape != tensor.shape:
-            mismatches.append(
-                f"{key!r} has shape {tuple(value.shape)} in the checkpoint, {tuple(tensor.shape)} in the model"
-            )
-    return mismatches
-
-
-def _wrapped_model_hint(loaded: Mapping[str, object]) -> str:
-    """A hint when every key carries the prefix that nn.DataParallel or torch.compile adds."""
-    prefixes = {str(key).split(".", 1)[0] for key in loaded}
-    if len(prefixes) != 1 or not prefixes & {"module", "_orig_mod"}:
-        return ""
-    prefix = prefixes.pop()
-    return (
-        f" Every checkpoint key starts with '{prefix}.': it was saved from a wrapped model "
-        "(nn.DataParallel or torch.compile); save the unwrapped model's state_dict instead."
-    )
-
-
-def _weights_unpickler_reason(error: pickle.UnpicklingError) -> str:
-    """Pull PyTorch's one-line reason out of its long weights_only error message, if it has one."""
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(error), flags=re.DOTALL)
-    if match is None:
-        return ""
-    reason = " ".join(match.group(1).split())
-    first_sentence = re.split(r"(?<=\.)\s", reason, maxsplit=1)[0]  # drop torch's allowlisting advice
-    return f" PyTorch's reason: {first_sentence}"

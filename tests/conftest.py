@@ -1,6 +1,10 @@
 """Fixtures shared by the unit tests."""
-import matplotlib.pyplot as plt
+import matplotlib
 import pytest
+
+matplotlib.use("Agg")  # no windows: every test draws off screen; set before pyplot is first imported
+
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

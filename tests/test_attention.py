@@ -1,8 +1,4 @@
 """going_modular.attention: class-token maps and their pictures, on tiny models and generated images."""
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import pytest
 import torch
@@ -15,8 +11,6 @@ from going_modular.attention import (
     upsample_attention_map,
 )
 from going_modular.model_builder import ViT
-
-
 
 
 def tiny_vit(img_size=(32, 48)) -> ViT:

@@ -15,16 +15,28 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 def test_throughput_benchmark_runs_on_a_tiny_model():
     completed = subprocess.run(
         [sys.executable, str(BENCHMARK), "--model", "vit_ti_16", "--image-size", "32", "--batch-size", "2",
-         "--num-classes", "3", "--repeats", "2", "--steps", "1", "--warmup", "1", "--no-timm", "--peak-size", "256"],
+         "--num-classes", "3", "--repeats", "3", "--steps", "1", "--warmup", "1", "--no-timm", "--peak-size", "256"],
         capture_output=True, text=True, check=True, timeout=300,
     )
     lines = completed.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio_vs_torchvision train=\d+\.\d\d infer=\d+\.\d\d", lines[-1])
+    last = re.fullmatch(r"ratio_vs_torchvision train=(\d+\.\d\d) infer=(\d+\.\d\d)", lines[-1])
+    assert last
     table = [line.split() for line in lines if line.startswith(("course", "torchvision"))]
     assert sorted((row[0], row[1]) for row in table) == [
         ("course", "infer"), ("course", "train"), ("torchvision", "infer"), ("torchvision", "train")]
     assert all(float(row[2]) > 0 for row in table)
-    assert "measured float32 matmul peak" in completed.stdout
+    peak = re.search(r"float32 matmul peak, measured in each of 3 rounds: "
+                     r"best (\d+) GFLOP/s \(min (\d+), median (\d+)\)", completed.stdout)
+    assert peak and 0 < int(peak[2]) <= int(peak[3]) <= int(peak[1])
+    number = r"(\d+\.\d\d)"
+    spread = re.search(rf"ratio course / torchvision, spread over 3 rounds: "
+                       rf"train {number} \(min {number} - max {number}\), "
+                       rf"infer {number} \(min {number} - max {number}\)", completed.stdout)
+    assert spread
+    train, infer = [float(spread[i]) for i in (1, 2, 3)], [float(spread[i]) for i in (4, 5, 6)]
+    for median, low, high in (train, infer):  # the ratio of medians lies within the per-round ratios
+        assert low <= median <= high
+    assert (spread[1], spread[4]) == (last[1], last[2])  # the last line's ratios are the spread line's medians
 
 
 def test_throughput_benchmark_help():
@@ -49,7 +61,7 @@ def test_scratch_accuracy_runs_every_seed_and_summarises_the_final_epoch(tmp_pat
     scratch_accuracy = _load_scratch_accuracy()
     summary = scratch_accuracy.main([
         "--seeds", "0", "1", "--jobs", "2", "--output-dir", str(tmp_path / "out"), "--label", "tiny", "--",
-        "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
+        "--epochs", "2", "--warmup-epochs", "1", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
         "--data-dir", str(tmp_path / "data"),
     ])
     assert json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text()) == summary

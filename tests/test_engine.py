@@ -1,5 +1,7 @@
 """Training loops of going_modular.engine on a tiny ViT and a trivially separable generated dataset."""
 import copy
+import math
+import warnings
 
 import pytest
 import torch
@@ -103,11 +105,146 @@ def test_max_batches_limits_the_work():
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_mixed_precision_on_cpu_trains():
+def test_mixed_precision_on_cpu_computes_in_bfloat16_and_keeps_float32_weights():
     model, loader = tiny_vit(), separable_loader()
-    loss, accuracy = engine.train_step(model, loader, nn.CrossEntropyLoss(),
-                                       torch.optim.Adam(model.parameters(), lr=1e-3), "cpu", amp=True)
-    assert loss > 0 and 0 <= accuracy <= 1
+    before = copy.deepcopy(model.state_dict())
+    dtypes = set()
+    first_linear = model.transformer_encoder[0].msa_block.qkv
+    first_linear.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+    engine.train_step(model, loader, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3), "cpu",
+                      amp=True)
+    assert dtypes == {torch.bfloat16}
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert all(not torch.equal(before[name], value) for name, value in model.state_dict().items()
+               if name.endswith("qkv.weight"))
+    dtypes.clear()
+    engine.train_step(model, loader, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3), "cpu")
+    assert dtypes == {torch.float32}  # without amp, float32 throughout
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                  ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_bfloat16_only_on_gpus_that_compute_it_natively(monkeypatch, capability, expected):
+    # A T4 (7.5) or V100 (7.0) reports is_bf16_supported() == True but only emulates bfloat16, slowly.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert engine.autocast_dtype("cuda") == expected
+    assert engine.autocast_dtype("cpu") == torch.bfloat16
+    needs_scaler = expected == torch.float16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CUDA GradScaler on a machine without CUDA warns that it is disabled
+        assert (engine.make_grad_scaler("cuda", amp=True) is not None) == needs_scaler
+    assert engine.make_grad_scaler("cuda", amp=False) is None
+    assert engine.make_grad_scaler("cpu", amp=True) is None
+
+
+def test_float16_uses_one_grad_scaler_for_the_whole_run(monkeypatch):
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: torch.float16)  # float16 autocast on the CPU
+    created = []
+
+    class CountingScaler(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            created.append(self)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
+    model, loader = tiny_vit(), separable_loader()
+    engine.train(model, loader, loader, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                 epochs=3, device="cpu", amp=True, progress=False)
+    assert len(created) == 1  # a new scaler each epoch would restart from 65536 and skip the first steps again
+    with pytest.raises(ValueError, match="make_grad_scaler"):
+        engine.train_step(model, loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), "cpu",
+                          amp=True)
+
+
+class _InfiniteGradientOnce(torch.autograd.Function):
+    """Identity forward; the first backward returns infinite gradients (an float16 overflow), later ones not."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _InfiniteGradientOnce.calls += 1
+        return grad * math.inf if _InfiniteGradientOnce.calls == 1 else grad
+
+
+def test_a_step_the_scaler_skips_does_not_step_the_scheduler():
+    _InfiniteGradientOnce.calls = 0
+    linear = nn.Linear(3 * 16 * 16, 2)
+    model = nn.Sequential(nn.Flatten(), linear)
+    model.register_forward_hook(lambda module, args, output: _InfiniteGradientOnce.apply(output))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.5, total_iters=10)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    records = []
+    before = linear.weight.detach().clone()
+    engine.train_step(model, separable_loader(16, batch_size=4), nn.CrossEntropyLoss(), optimizer, "cpu",
+                      scheduler=scheduler, grad_scaler=scaler, on_step_end=records.append)
+    assert [record.skipped for record in records] == [True, False, False, False]
+    assert scheduler.last_epoch == 3  # stepped after the three updates that happened, not after the skipped one
+    assert scaler.get_scale() == 512.0
+    assert [record.lr for record in records[:2]] == [0.05, 0.05]  # the skipped step did not advance the schedule
+    assert not torch.equal(before, linear.weight)
+
+
+def test_accumulation_with_a_short_last_group_equals_one_larger_batch():
+    # 10 batches of 4 with accumulation 4: groups of 4, 4 and 2 batches, the same as batches of 16, 16 and 8.
+    small, large = tiny_vit(), tiny_vit()
+    loss_fn = nn.CrossEntropyLoss()
+    engine.train_step(small, separable_loader(40, batch_size=4), loss_fn,
+                      torch.optim.SGD(small.parameters(), lr=0.5), "cpu", accumulation_steps=4)
+    engine.train_step(large, separable_loader(40, batch_size=16), loss_fn,
+                      torch.optim.SGD(large.parameters(), lr=0.5), "cpu")
+    for a, b in zip(small.parameters(), large.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_step_records_give_the_learning_rate_loss_and_gradient_norm_of_every_step():
+    model = tiny_vit()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.25, total_iters=3)
+    records = []
+    engine.train(model, separable_loader(), separable_loader(), optimizer, nn.CrossEntropyLoss(), epochs=2,
+                 device="cpu", scheduler=scheduler, max_grad_norm=math.inf, accumulation_steps=2, progress=False,
+                 on_step_end=records.append)
+    assert [(record.epoch, record.step) for record in records] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    assert [record.lr for record in records] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    assert all(record.grad_norm > 0 and record.loss > 0 and not record.skipped for record in records)
+
+
+def test_train_continues_a_run_and_calls_on_epoch_end():
+    def run(epoch_ranges):
+        model, loader = tiny_vit(), separable_loader()
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        results, calls = None, []
+        for start, end in epoch_ranges:
+            results = engine.train(model, loader, loader, optimizer, nn.CrossEntropyLoss(), epochs=end, device="cpu",
+                                   progress=False, start_epoch=start, results=results, val_dataloader=loader,
+                                   on_epoch_end=lambda epoch, history: calls.append((epoch, len(history["val_acc"]))))
+        return model, results, calls
+
+    straight_model, straight, straight_calls = run([(1, 4)])
+    resumed_model, resumed, resumed_calls = run([(1, 2), (3, 4)])
+    assert straight == resumed and list(straight) == ["train_loss", "train_acc", "test_loss", "test_acc",
+                                                      "val_loss", "val_acc"]
+    assert straight_calls == resumed_calls == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert straight["val_loss"] == straight["test_loss"]  # the same loader, evaluated the same way
+    for a, b in zip(straight_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="2 earlier epochs"):
+        engine.train(tiny_vit(), separable_loader(), separable_loader(), torch.optim.SGD(tiny_vit().parameters(), 0.1),
+                     nn.CrossEntropyLoss(), epochs=4, device="cpu", progress=False, start_epoch=3)
+
+
+def test_max_batches_must_be_positive():
+    model = tiny_vit()
+    with pytest.raises(ValueError, match="max_batches must be at least 1"):
+        engine.train_step(model, separable_loader(), nn.CrossEntropyLoss(),
+                          torch.optim.SGD(model.parameters(), lr=0.1), "cpu", max_batches=0)
 
 
 def test_accumulation_steps_must_be_positive():

@@ -1,8 +1,4 @@
 """going_modular.figure7: the paper's Figure 7 panels, on tiny ViTs with hand-set weights."""
-import matplotlib
-
-matplotlib.use("Agg")
-
 import math
 
 import matplotlib.pyplot as plt
@@ -19,8 +15,6 @@ from going_modular.figure7 import (
     position_embedding_similarity,
 )
 from going_modular.model_builder import ViT
-
-
 
 
 def tiny_vit(img_size=(16, 24), patch_size=4, embedding_dim=48) -> ViT:

@@ -2,18 +2,12 @@
 feature maps (notebook 01). Fast: small generated tensors, the Agg backend, every figure closed."""
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from going_modular import plotting  # noqa: E402
-
-
+from going_modular import plotting
 
 
 def _image(height: int = 32, width: int = 48) -> torch.Tensor:
@@ -51,6 +45,18 @@ def test_plot_image_batch_shows_the_pixels_channels_last():
 def test_plot_image_batch_rejects_bad_input(images, labels, message):
     with pytest.raises(ValueError, match=message):
         plotting.plot_image_batch(images, labels, ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------- rescale_to_unit_range
+
+
+def test_rescale_to_unit_range_maps_minimum_to_0_and_maximum_to_1_linearly():
+    values = torch.tensor([[-2.0, 0.0], [1.0, 6.0]])
+    torch.testing.assert_close(plotting.rescale_to_unit_range(values), torch.tensor([[0.0, 0.25], [0.375, 1.0]]))
+
+
+def test_rescale_to_unit_range_of_a_constant_is_zeros_not_nan():
+    assert torch.equal(plotting.rescale_to_unit_range(torch.full((2, 3), 5.0)), torch.zeros(2, 3))
 
 
 # ------------------------------------------------------------------------------------------- plot_patch_grid

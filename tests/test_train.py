@@ -1,15 +1,17 @@
 """python -m going_modular.train end to end on a tiny generated dataset, and helper_functions."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 import torch
 from PIL import Image
 
 import helper_functions
-from going_modular import attention, data_setup, plotting, predictions, train, utils
+from going_modular import attention, data_setup, plotting, predictions, settings, train, utils
 
 
 def make_colour_dataset(root: Path, per_class: int = 4) -> Path:
@@ -43,9 +45,72 @@ def test_train_command_line_end_to_end(tmp_path):
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 2)
 
 
-def test_train_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        train.main(["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)])
+def _user_error(capsys, argv) -> str:
+    """Run the command line, expect a user error, return its one line."""
+    with pytest.raises(SystemExit) as caught:
+        train.main(argv)
+    assert caught.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_train_missing_data_dir_is_a_one_line_error(tmp_path, capsys):
+    line = _user_error(capsys, ["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)])
+    assert "nowhere does not exist" in line and "train/ and test/" in line
+
+
+def test_train_offline_without_the_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise requests.ConnectionError("Failed to resolve 'github.com' (simulated)")
+
+    monkeypatch.setenv(settings.DATA_DIR_ENV, str(tmp_path / "empty"))
+    monkeypatch.setattr(requests, "get", offline)
+    line = _user_error(capsys, ["--output-dir", str(tmp_path / "out")])
+    assert "Could not download" in line and "with a browser" in line
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--max-batches", "0"], "--max-batches must be at least 1, got 0"),
+    (["--max-batches", "-3"], "--max-batches must be at least 1, got -3"),
+    (["--patch-size", "0"], "--patch-size must be at least 1"),
+    (["--num-transformer-layers", "0"], "--num-transformer-layers must be at least 1"),
+    (["--lr", "0"], "--lr must be positive, got 0.0"),
+    (["--lr", "nan"], "--lr must be positive, got nan"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be at least 0"),
+    (["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1"),
+    (["--drop-path-rate", "-0.1"], "--drop-path-rate must be at least 0 and below 1"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be at least 0"),
+    (["--warmup-epochs", "11"], "--warmup-epochs must be between 0 and --epochs (10), got 11"),
+    (["--num-workers", "-1"], "--num-workers must be at least 0"),
+    (["--image-size", "100"], "--image-size 100 is not divisible by the patch size 16"),
+    (["--image-size", "32", "--patch-size", "5"], "Use --image-size 30"),
+    (["--device", "toaster"], "--device 'toaster' is not a device PyTorch knows"),
+    (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
+])
+def test_train_rejects_bad_flags_in_one_line(capsys, flags, message):
+    assert message in _user_error(capsys, flags)
+
+
+def test_train_command_line_prints_one_line_for_a_user_error(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "going_modular.train", "--image-size", "100"],
+                               capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: --image-size 100 is not divisible by the patch size 16: the image must cut into whole patches. "
+        "Use --image-size 96 (or another multiple of 16) or another --patch-size "
+        "(python -m going_modular.train --help lists every flag)"]
+
+
+def test_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr(train.engine, "train", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        train.main(["--data-dir", str(make_colour_dataset(tmp_path / "c")), "--output-dir", str(tmp_path / "o"),
+                    "--image-size", "32", "--num-workers", "0"])
 
 
 def test_train_help_documents_every_flag():
@@ -55,13 +120,6 @@ def test_train_help_documents_every_flag():
         assert flag in completed.stdout
     parser_actions = train.parse_args([]).__dict__
     assert all(f"--{name.replace('_', '-')}" in completed.stdout for name in parser_actions)
-
-
-@pytest.mark.parametrize("flag", ["--epochs", "--patch-size", "--num-transformer-layers"])
-def test_train_rejects_non_positive_numbers(capsys, flag):
-    with pytest.raises(SystemExit):
-        train.parse_args([flag, "0"])
-    assert f"{flag} must be at least 1" in capsys.readouterr().err
 
 
 def test_helper_functions_re_export_the_package_implementations():
@@ -96,19 +154,50 @@ def test_plot_loss_curves_saves_png_and_rejects_other_dicts(tmp_path):
         plotting.plot_loss_curves({"loss": [1.0]})
 
 
-def test_train_command_line_with_the_full_recipe(tmp_path):
-    data_dir = make_colour_dataset(tmp_path / "colours")
+def test_train_command_line_with_the_full_recipe_reaches_the_training_loop(tmp_path, monkeypatch):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=6)  # 12 training images
+    clipped_norms = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def clip_and_measure(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        total_norm = real_clip(parameters, max_norm, *args, **kwargs)
+        clipped_norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None]))))
+        return total_norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_measure)
+    peak_lr, epochs = 0.01, 3
     results = train.main([
-        "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--patch-size", "8", "--batch-size", "4",
-        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0",
+        "--model", "vit_ti_16", "--epochs", str(epochs), "--image-size", "32", "--patch-size", "8", "--batch-size", "2",
+        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0", "--lr", str(peak_lr),
         "--augment", "trivialaugment", "--warmup-epochs", "1", "--lr-decay", "cosine", "--label-smoothing", "0.1",
-        "--drop-path-rate", "0.1", "--max-grad-norm", "1.0", "--accumulation-steps", "2", "--pool", "mean",
+        "--drop-path-rate", "0.1", "--max-grad-norm", "0.5", "--accumulation-steps", "2", "--pool", "mean",
         "--num-transformer-layers", "3",
     ])
-    assert results["config"]["augment"] == "trivialaugment" and results["config"]["patch_size"] == 8
+    # 6 batches of 2 with accumulation 2: 3 optimisation steps per epoch, 1 epoch (3 steps) of warmup, then
+    # cosine decay over the other 6 steps, one learning rate per step.
+    warmup, decay = 3, 6
+    expected_lrs = [peak_lr * (k + 1) / (warmup + 1) for k in range(warmup)]
+    expected_lrs += [peak_lr * (1 + math.cos(math.pi * k / decay)) / 2 for k in range(decay)]
+    assert results["steps"]["lr"] == pytest.approx(expected_lrs)
+    assert len(clipped_norms) == len(results["steps"]["grad_norm"]) == warmup + decay  # clipping at every step
+    assert all(norm <= 0.5 * (1 + 1e-5) for norm in clipped_norms)
+    assert max(results["steps"]["grad_norm"]) > 0.5  # ... and it had something to clip
     model = train.model_builder.create_vit("vit_ti_16", num_classes=2, img_size=32, patch_size=8, pool="mean",
                                            num_transformer_layers=3)
     utils.load_model(model, tmp_path / "out" / "vit_ti_16.pth")
-    assert model.pool == "mean" and model.patch_embedding.patcher.kernel_size == (8, 8)
     assert results["world_size"] == 1
-    assert all(loss == loss for loss in results["metrics"]["train_loss"])  # finite, not NaN
+    assert all(math.isfinite(loss) for loss in results["metrics"]["train_loss"] + results["steps"]["loss"])
+
+
+def test_drop_last_leaves_out_the_incomplete_batch(tmp_path):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)  # 8 training images: batches of 3, 3 and 2
+    runs = {}
+    for drop_last in (False, True):
+        runs[drop_last] = train.main([
+            "--epochs", "2", "--image-size", "32", "--patch-size", "16", "--batch-size", "3", "--num-workers", "0",
+            "--data-dir", str(data_dir), "--output-dir", str(tmp_path / str(drop_last)), "--num-transformer-layers", "1",
+        ] + (["--drop-last"] if drop_last else []))
+    assert len(runs[False]["steps"]["lr"]) == 2 * 3
+    assert len(runs[True]["steps"]["lr"]) == 2 * 2

@@ -105,24 +105,40 @@ def test_load_model_refuses_pickled_code_without_running_it(tmp_path, capsys):
     assert "pwned" in capsys.readouterr().out
 
 
-def test_load_model_rejects_a_checkpoint_from_another_architecture(tmp_path):
+def test_load_model_rejects_a_checkpoint_from_another_architecture_and_leaves_the_model_unchanged(tmp_path):
     path = utils.save_model(_tiny_model(num_classes=5), tmp_path, "five_classes.pth")
-    with pytest.raises(ValueError, match="different architecture or configuration") as caught:
-        utils.load_model(_tiny_model(num_classes=3), path)
-    assert "'2.weight' has shape (5, 3) in the checkpoint, (3, 3) in the model" in str(caught.value)
+    model = _tiny_model(num_classes=3)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(utils.CheckpointError, match="different architecture or configuration") as caught:
+        utils.load_model(model, path)
+    assert "size mismatch for 2.weight" in str(caught.value)  # torch's own report of what does not fit
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
 
-    other = nn.Sequential(nn.Flatten(), nn.Linear(3, 3))  # same shapes, keys "1.*" not "2.*"
+    other = nn.Sequential(nn.Flatten(), nn.Linear(3, 3))  # keys "1.*" not "2.*"
     with pytest.raises(ValueError, match="different architecture") as caught:
         utils.load_model(other, path)
-    assert "missing key '1.weight'" in str(caught.value)
-    assert "unexpected key '2.weight'" in str(caught.value)
+    assert 'Missing key(s) in state_dict: "1.weight"' in str(caught.value)
+    assert 'Unexpected key(s) in state_dict: "2.weight"' in str(caught.value)
 
 
-def test_load_model_hints_at_a_wrapped_model(tmp_path):
+@pytest.mark.parametrize("wrap", [nn.DataParallel, torch.compile])
+def test_load_model_accepts_weights_saved_from_a_wrapped_model(tmp_path, wrap):
+    torch.manual_seed(0)
+    saved = _tiny_model()
     path = tmp_path / "wrapped.pth"
-    torch.save(nn.DataParallel(_tiny_model()).state_dict(), path)  # every key gets "module."
-    with pytest.raises(ValueError, match=r"starts with 'module\.'.*nn\.DataParallel"):
-        utils.load_model(_tiny_model(), path)
+    state = wrap(saved).state_dict()
+    assert all(key.startswith(("module.", "_orig_mod.")) for key in state)
+    torch.save(state, path)
+    torch.manual_seed(1)
+    _assert_same_state(utils.load_model(_tiny_model(), path), saved)
+
+
+def test_load_model_takes_the_model_weights_of_a_training_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    saved = _tiny_model()
+    path = tmp_path / "run_checkpoint.pth"
+    torch.save({"model": saved.state_dict(), "optimizer": {}, "epoch": 3, "config": {"lr": 0.1}}, path)
+    _assert_same_state(utils.load_model(_tiny_model(), path), saved)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -140,10 +156,22 @@ def test_load_model_names_a_missing_file(tmp_path):
         utils.load_model(_tiny_model(), missing)
 
 
-def test_load_model_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"<html>404 Not Found</html>", b""])
+def test_load_model_says_a_file_is_not_a_checkpoint_without_blaming_pickled_code(tmp_path, content):
     path = tmp_path / "notes.pth"
-    path.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="notes.pth"):
+    path.write_bytes(content)
+    with pytest.raises(utils.CheckpointError) as caught:
+        utils.load_model(_tiny_model(), path)
+    message = str(caught.value)
+    assert "notes.pth is not a PyTorch checkpoint" in message and "zip archive" in message
+    assert "weights_only=False" not in message and "pickled" not in message
+
+
+def test_load_model_reports_a_truncated_checkpoint(tmp_path):
+    path = utils.save_model(_tiny_model(), tmp_path, "model.pth")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(utils.CheckpointError, match="not a PyTorch checkpoint.*cut short"):
         utils.load_model(_tiny_model(), path)
 
 

@@ -1,0 +1,171 @@
+"""Checkpoints that let an interrupted training run continue as if it had never stopped.
+
+A Colab runtime that disconnects, a laptop that sleeps, a job that is killed: ``python -m
+going_modular.train`` writes a checkpoint after every epoch, and ``--resume`` continues from it. A
+checkpoint holds everything the rest of the run depends on:
+
+    model, optimiser, LR scheduler, gradient scaler     their ``state_dict()``
+    epoch, results so far, training seconds so far      where the run stands
+    random number generators (Python, NumPy, torch,     the shuffles, augmentations and dropout masks
+    CUDA), one set per process under torchrun           the remaining epochs will draw
+    configuration                                       to refuse resuming with different settings
+
+It is written atomically (``utils.write_atomically``): a kill during the write leaves the previous
+checkpoint intact. It is read with ``weights_only=True``, like every file the course loads, so it holds
+only tensors and plain Python values.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from going_modular import distributed, utils
+
+FORMAT_VERSION = 1
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed: no checkpoint, an unreadable one, or one from a different configuration."""
+
+
+def checkpoint_path(output_dir: Path, name: str) -> Path:
+    """Where a run named ``name`` keeps its checkpoint: ``output_dir / f"{name}_checkpoint.pth"``."""
+    return Path(output_dir) / f"{name}_checkpoint.pth"
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every random number generator the training loop draws from, in plain values."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Put every random number generator back into a state taken by ``rng_state``."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+    grad_scaler: Optional[torch.amp.GradScaler],
+    epoch: int,
+    results: Mapping[str, Any],
+    config: Mapping[str, Any],
+    training_seconds: float,
+) -> Optional[Path]:
+    """Write the state of a run after ``epoch`` to ``path``, atomically.
+
+    Under torchrun every process must call this (each contributes its random number generators); only
+    rank 0 writes. ``model`` is the unwrapped model (not its DDP wrapper).
+
+    Returns:
+        ``path`` in the process that wrote it, None in the others.
+    """
+    rng_states = distributed.gather_objects(rng_state())
+    if not distributed.is_main_process():
+        return None
+    state = {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
+        "epoch": epoch,
+        "results": dict(results),
+        "config": dict(config),
+        "training_seconds": training_seconds,
+        "rng_states": rng_states,
+    }
+    return utils.write_atomically(path, lambda file: torch.save(state, file))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` (on the CPU, without unpickling code).
+
+    Raises:
+        ResumeError: there is no file at ``path``, or it is not a readable training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(
+            f"There is no checkpoint to resume from at {path}. Give the --output-dir and --model-name of the "
+            f"interrupted run (or the checkpoint's path after --resume), or start the run without --resume."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file ends the same way: it cannot be resumed from
+        raise ResumeError(
+            f"{path} could not be read as a training checkpoint ({type(error).__name__}: {error}). "
+            f"Start the run again without --resume."
+        ) from error
+    if not isinstance(state, Mapping) or state.get("format_version") != FORMAT_VERSION:
+        raise ResumeError(
+            f"{path} is not a training checkpoint of python -m going_modular.train (format {FORMAT_VERSION}). "
+            f"Start the run again without --resume."
+        )
+    return dict(state)
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """One line per setting whose value differs between a checkpoint's configuration and the current one."""
+    ignored = set(ignore)
+    names = [name for name in dict.fromkeys([*saved, *current]) if name not in ignored]
+    return [f"{name}: {saved.get(name)!r} in the checkpoint, {current.get(name)!r} now"
+            for name in names if saved.get(name) != current.get(name)]
+
+
+def restore(
+    state: Mapping[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
+    grad_scaler: Optional[torch.amp.GradScaler],
+    rank: int = 0,
+) -> None:
+    """Load a checkpoint's states into freshly built objects, and this process's random number generators.
+
+    Call it last, right before training continues: building anything else afterwards would draw from the
+    restored generators.
+
+    Raises:
+        ResumeError: the checkpoint was written by a different number of processes, or with or without a
+            gradient scaler or scheduler where this run differs.
+    """
+    if rank >= len(state["rng_states"]):
+        raise ResumeError(
+            f"The checkpoint was written by {len(state['rng_states'])} process(es); resume it with as many."
+        )
+    for name, target in (("scheduler", scheduler), ("grad_scaler", grad_scaler)):
+        if (state[name] is None) != (target is None):
+            raise ResumeError(f"The checkpoint {'has no' if state[name] is None else 'has a'} {name} state, "
+                              f"this run {'has' if target is not None else 'has none'}: resume on the same kind of device.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if grad_scaler is not None:
+        grad_scaler.load_state_dict(state["grad_scaler"])
+    set_rng_state(state["rng_states"][rank])

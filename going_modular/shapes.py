@@ -1,0 +1,59 @@
+"""Image and patch-grid sizes: one int or a (height, width) pair, and whether an image splits into patches.
+
+Equation 1 cuts an H x W image into N = H W / P^2 patches of P x P pixels, so H and W must both be
+multiples of P. These helpers are shared by ``model_builder`` (the model), ``attention`` (patch grids),
+``plotting`` (patch pictures), ``data_setup`` and ``predictions`` (resizing), so that every module
+reads a size the same way and refuses a bad one with the same message.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+# A square side in pixels (or patches), or (height, width) / (rows, columns).
+ImageSize = Union[int, tuple[int, int]]
+
+
+def to_pair(size: ImageSize, name: str = "size") -> tuple[int, int]:
+    """Return ``size`` as (height, width): an int ``s`` means the square (s, s).
+
+    Args:
+        size: one positive int, or a pair of positive ints.
+        name: what ``size`` is, for the error message (e.g. "img_size", "grid_size").
+
+    Returns:
+        (height, width) as two ints.
+
+    Raises:
+        ValueError: ``size`` is not one int or two, or a value is below 1.
+    """
+    if isinstance(size, int):
+        pair = (size, size)
+    elif len(size) == 2:
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"{name} must be one int or a (height, width) pair, got {size!r}.")
+    if min(pair) < 1:
+        raise ValueError(f"{name} must be positive, got {size!r}.")
+    return pair
+
+
+def check_divisible_by_patch_size(height: int, width: int, patch_size: int) -> None:
+    """Raise unless an image of ``height`` x ``width`` pixels splits into whole P x P patches (equation 1).
+
+    Args:
+        height: image height H in pixels.
+        width: image width W in pixels.
+        patch_size: P, the side of a square patch in pixels.
+
+    Raises:
+        ValueError: ``patch_size`` is below 1, or H or W is not a multiple of P; the message names
+            both sizes and the nearest size that would work.
+    """
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be positive, got {patch_size}.")
+    if height % patch_size or width % patch_size:
+        nearest_height, nearest_width = (max(1, round(side / patch_size)) * patch_size for side in (height, width))
+        raise ValueError(
+            f"Image height and width must be divisible by the patch size {patch_size}, got {height} x {width}. "
+            f"Resize the image, e.g. to {nearest_height} x {nearest_width}."
+        )
