@@ -2,10 +2,12 @@
 
     data_setup     download pizza_steak_sushi, load images, build dataloaders
     model_builder  the ViT of the paper (equations 1-4, Table 1) and its torchvision conversion
-    engine         training and testing loops
+    engine         training and testing loops (the course's loop, then its options and callbacks)
+    checkpoint     save a training run after every epoch and resume it
     recipe         the paper's optimiser, weight-decay groups and learning-rate schedule
     features       train a head on a frozen backbone's features, computed once
     attention      pictures of attention weights
+    figure7        the paper's Figure 7: patch-embedding filters, position similarities, attention distance
     utils          save and load models safely, seeds, device
     predictions    predict on image files, with a picture
     plotting       loss curves, image batches, patch grids, feature maps
