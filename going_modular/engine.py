@@ -275,11 +275,17 @@ class OptimisationSteps:
     ) -> None:
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}.")
-        self.model, self.optimizer, self.num_batches = model, optimizer, num_batches
-        self.accumulation_steps, self.scheduler, self.max_grad_norm = accumulation_steps, scheduler, max_grad_norm
-        self.grad_scaler, self.epoch, self.on_step_end = grad_scaler, epoch, on_step_end
-        self.batch = 0  # batches done in this epoch
-        self.group_loss = 0.0
+        self.model = model
+        self.optimizer = optimizer
+        self.num_batches = num_batches
+        self.accumulation_steps = accumulation_steps
+        self.scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
+        self.grad_scaler = grad_scaler
+        self.epoch = epoch
+        self.on_step_end = on_step_end
+        self.batch = 0         # batches done in this epoch
+        self.group_loss = 0.0  # mean loss of the current group's batches so far
 
     def _group(self) -> tuple[int, int]:
         """(position of this batch in its group, size of the group)."""
@@ -297,8 +303,8 @@ class OptimisationSteps:
 
     def backward(self, loss: torch.Tensor) -> None:
         group_size = self._group()[1]
-        self.group_loss += loss.item() / group_size
         loss = loss / group_size
+        self.group_loss = self.group_loss + loss.detach()  # a tensor: no wait for the GPU here
         if self.grad_scaler is not None:
             loss = self.grad_scaler.scale(loss)
         # DDP averages gradients across processes in every backward(); inside a group only the local sum
@@ -318,7 +324,7 @@ class OptimisationSteps:
             scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         grad_norm = None
         if self.max_grad_norm is not None:
-            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm))
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
         skipped = False
         if scaler is not None:
             scale = scaler.get_scale()
@@ -331,7 +337,8 @@ class OptimisationSteps:
             self.scheduler.step()
         if self.on_step_end is not None:
             step = self.batch // self.accumulation_steps
-            self.on_step_end(StepRecord(self.epoch, step, lr, self.group_loss, grad_norm, skipped))
+            norm = float(grad_norm) if grad_norm is not None else None
+            self.on_step_end(StepRecord(self.epoch, step, lr, float(self.group_loss), norm, skipped))
 
 
 def _no_gradient_sync(model: nn.Module) -> contextlib.AbstractContextManager:

@@ -314,6 +314,11 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
 def _checkpoint_to_resume(args: argparse.Namespace, default_path: Path, config: dict) -> Optional[dict]:
     """The checkpoint ``--resume`` asks for, checked against this run's settings; None without --resume."""
     if args.resume is None:
+        if default_path.exists():  # a new run would overwrite it after its first epoch
+            raise checkpoint.ResumeError(
+                f"{default_path} holds the checkpoint of an interrupted run. Add --resume to continue it, or "
+                f"delete it (or choose another --output-dir or --model-name) to start a new run."
+            )
         return None
     path = default_path if args.resume == "auto" else Path(args.resume)
     state = checkpoint.load_checkpoint(path)

@@ -118,6 +118,11 @@ def test_a_killed_run_resumes_to_the_same_weights_and_results(uninterrupted, tmp
     assert "batch_size: 4 in the checkpoint, 2 now; lr: 0.001 in the checkpoint, 0.002 now" in error
     assert checkpoint.load_checkpoint(output_dir / "run_checkpoint.pth")["epoch"] == 2
 
+    # A new run without --resume would overwrite the checkpoint: refused too.
+    with pytest.raises(SystemExit):
+        train.main(_flags(data_dir, output_dir))
+    assert "holds the checkpoint of an interrupted run. Add --resume" in capsys.readouterr().err
+
     resumed = _run(["-m", "going_modular.train", *_flags(data_dir, output_dir, "--resume")], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stdout and "2 of 4 epochs were done" in resumed.stdout
