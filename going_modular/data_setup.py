@@ -327,8 +327,16 @@ def _is_image_file(path: str) -> bool:
     )
 
 
-def _image_folder(directory: PathLike, transform: Optional[Transform], split: str) -> datasets.ImageFolder:
-    """Build the dataset for one split, turning torchvision's terse errors into ones that say what to do."""
+def image_folder(directory: PathLike, transform: Optional[Transform], split: str) -> datasets.ImageFolder:
+    """The ImageFolder dataset of one split (``split`` names it in messages: "train", "test", ...).
+
+    Hidden files and folders are ignored, images are read with ``load_image``, and torchvision's terse
+    errors become ones that say what to do.
+
+    Raises:
+        FileNotFoundError: the folder is missing, has no class folders, or a class folder has no images.
+        DataError: a file is not an image.
+    """
     directory = Path(directory)
     layout = f"{directory}/<class name>/<image>.jpg"
     if not directory.is_dir():
@@ -380,8 +388,8 @@ def create_dataloaders(
             a file that only pretends to be an image is reported when the loader reads it), or
             ``drop_last`` would leave no training batch at all.
     """
-    train_data = _image_folder(train_dir, transform, "train")
-    test_data = _image_folder(test_dir, transform if test_transform is None else test_transform, "test")
+    train_data = image_folder(train_dir, transform, "train")
+    test_data = image_folder(test_dir, transform if test_transform is None else test_transform, "test")
     if train_data.classes != test_data.classes:
         raise DataError(
             f"The train and test class folders differ: {train_dir} has {train_data.classes}, {test_dir} has "

@@ -9,8 +9,8 @@ are equal. This module holds the few pieces that differ from a single process:
 
 - ``init_from_env`` joins the process group (NCCL on GPUs, gloo on CPUs) and picks this process's device;
 - ``shard_dataloaders`` gives each process its part of the data: a ``DistributedSampler`` for training
-  (a new shuffle every epoch, the same on every rank) and an exact, unpadded split for testing, so that
-  the test metrics count every test image once;
+  (a new shuffle every epoch, the same on every rank) and an exact, unpadded split for testing
+  (``shard_eval_dataloader``, also used for validation), so that the metrics count every image once;
 - ``all_reduce_sums`` adds the per-process loss, correct and seen counts, so every rank reports the
   metrics of the whole dataset; ``is_main_process`` lets only rank 0 print, show progress and write files;
 - ``gather_objects`` collects one value from every process (each one's random number generators, for a
@@ -107,12 +107,20 @@ def shard_dataloaders(
     train_sampler = DistributedSampler(
         train_dataloader.dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed
     )
-    test_shard = Subset(test_dataloader.dataset, range(context.rank, len(test_dataloader.dataset), context.world_size))
     # Each shard's last, incomplete batch is dropped (when a full one remains): with many processes it is
     # often a batch of one or two images whose gradient would weigh as much as a full batch's.
     drop_last = len(train_sampler) >= train_dataloader.batch_size
     return (_with_data(train_dataloader, train_dataloader.dataset, train_sampler, drop_last),
-            _with_data(test_dataloader, test_shard, None, drop_last=False))
+            shard_eval_dataloader(test_dataloader, context))
+
+
+def shard_eval_dataloader(dataloader: DataLoader, context: DistributedContext) -> DataLoader:
+    """This process's share of an evaluation set: every ``world_size``-th item from its rank, no repeats.
+
+    The metrics summed over processes (``all_reduce_sums``) are then exactly those of the whole set.
+    """
+    shard = Subset(dataloader.dataset, range(context.rank, len(dataloader.dataset), context.world_size))
+    return _with_data(dataloader, shard, None, drop_last=False)
 
 
 def _with_data(dataloader: DataLoader, dataset, sampler: Optional[DistributedSampler], drop_last: bool) -> DataLoader:

@@ -2,6 +2,7 @@
 
 The module reads in the order of the paper's section 3.1:
     equation 1  PatchEmbedding                (notebook 01)
+    hybrid      ConvStem                      (section 3.1's CNN feature map as input; notebook 05)
     equation 2  MultiheadSelfAttentionBlock   (notebook 02)
     equation 3  MLPBlock                      (notebook 03)
     eq. 2 + 3   TransformerEncoderBlock       (notebook 04)
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,41 @@ class PatchEmbedding(nn.Module):
         check_divisible_by_patch_size(height, width, self.patch_size)
         # [B, D, H/P, W/P] -> [B, D, N] -> [B, N, D]: one row per patch, as the paper's sequence.
         return self.flatten(self.patcher(x)).transpose(1, 2)
+
+
+class ConvStem(nn.Module):
+    """The paper's hybrid input (section 3.1): a small CNN whose feature map takes the place of the image.
+
+    "As an alternative to raw image patches, the input sequence can be formed from feature maps of a
+    CNN. In this hybrid model, the patch embedding projection E (Eq. 1) is applied to patches extracted
+    from a CNN feature map. As a special case, the patches can have spatial size 1x1." Here the CNN is
+    a stack of 3 x 3 convolutions of stride 2, each followed by BatchNorm and ReLU (the "convolutional
+    stem" of Xiao et al., 2021, "Early Convolutions Help Transformers See Better"); ``PatchEmbedding``
+    with P = 1 then projects every position of its feature map to one token.
+
+    Args:
+        in_channels: colour channels C of the image.
+        channels: output channels of each stage; k stages shrink the image by 2^k.
+
+    Shapes:
+        [batch, C, H, W] -> [batch, channels[-1], H / 2^k, W / 2^k].
+    """
+
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 48, 96, 192)) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("A convolutional stem needs at least one stage: give channels, e.g. (24, 48, 96, 192).")
+        stages, previous = [], in_channels
+        for width in channels:
+            stages += [nn.Conv2d(previous, width, kernel_size=3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            previous = width
+        self.layers = nn.Sequential(*stages)
+        self.out_channels = previous
+        self.stride = 2 ** len(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
 class MultiheadSelfAttentionBlock(nn.Module):
@@ -199,7 +235,9 @@ class ViT(nn.Module):
         y   = LN(z_L^0)                                     (4)
 
     and a linear head on y. With ``pool="mean"`` the head sees the mean of the patch tokens instead of
-    the class token (the paper compares the two in appendix D.3).
+    the class token (the paper compares the two in appendix D.3). With ``stem_channels`` it is the
+    paper's hybrid: the patches x_p come from the feature map of a ``ConvStem`` instead of the image
+    (with P = 1, one token per position of the feature map).
 
     Args:
         img_size: image height and width (an int for square images).
@@ -220,6 +258,9 @@ class ViT(nn.Module):
         representation_size: if given, a Linear + tanh "pre-logits" layer of this width before the head
             (the paper's pre-training head; torchvision's ``representation_size``).
         fused_attention: use the fused attention kernel when attention weights are not requested.
+        stem_channels: the channels of a ``ConvStem``'s stages, for the hybrid model; None (the default)
+            for the paper's plain ViT on image patches. P is then measured on the feature map, and the
+            image must be divisible by 2^(number of stages) x P.
 
     Raises:
         ValueError: for sizes that do not fit together (an image size that is not positive or not
@@ -245,19 +286,25 @@ class ViT(nn.Module):
         pool: str = "cls",
         representation_size: Optional[int] = None,
         fused_attention: bool = True,
+        stem_channels: Optional[Sequence[int]] = None,
     ) -> None:
         super().__init__()
         height, width = to_pair(img_size, name="img_size")
-        check_divisible_by_patch_size(height, width, patch_size)
         if pool not in ("cls", "mean"):
             raise ValueError(f'pool must be "cls" or "mean", got {pool!r}.')
+        self.stem = ConvStem(in_channels=in_channels, channels=stem_channels) if stem_channels else nn.Identity()
+        stem_stride = self.stem.stride if stem_channels else 1
+        # Each token covers stem_stride * P pixels a side: P pixels of the image, or P positions of the stem's map.
+        check_divisible_by_patch_size(height, width, stem_stride * patch_size)
         self.img_size = (height, width)
         self.patch_size = patch_size
         self.pool = pool
-        self.num_patches = (height // patch_size) * (width // patch_size)
+        self.num_patches = (height // (stem_stride * patch_size)) * (width // (stem_stride * patch_size))
 
         self.patch_embedding = PatchEmbedding(
-            in_channels=in_channels, patch_size=patch_size, embedding_dim=embedding_dim
+            in_channels=self.stem.out_channels if stem_channels else in_channels,
+            patch_size=patch_size,
+            embedding_dim=embedding_dim,
         )
         self.class_token = nn.Parameter(torch.zeros(1, 1, embedding_dim))
         self.position_embedding = nn.Parameter(torch.zeros(1, self.num_patches + 1, embedding_dim))
@@ -328,7 +375,7 @@ class ViT(nn.Module):
                 f"Resize the input (e.g. transforms.Resize(({height}, {width}))) or build the model with "
                 f"img_size=({x.shape[-2]}, {x.shape[-1]})."
             )
-        x = self.patch_embedding(x)
+        x = self.patch_embedding(self.stem(x))
         class_token = self.class_token.expand(x.shape[0], -1, -1)
         x = self.embedding_dropout(torch.cat((class_token, x), dim=1) + self.position_embedding)
         attention = []

@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from going_modular import checkpoint, data_setup, distributed, engine, model_builder, recipe, utils
+from going_modular import checkpoint, data_setup, distributed, engine, model_builder, recipe, utils, validation_split
 from going_modular.plotting import plot_loss_curves
 
 
@@ -88,6 +88,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="A folder with train/<class>/ and test/<class>/ images. "
                              "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
+    parser.add_argument("--val-dir", default=None,
+                        help="Validation images, <dir>/<class>/<image>, evaluated after every epoch (val_loss and "
+                             "val_acc in the results): the data to choose settings by, so that the test set reports "
+                             "a chosen configuration once. 'auto': pizza_steak_sushi's validation split, 391 photos of "
+                             "the 20 %% split in neither its train nor test set (going_modular.validation_split; "
+                             "downloaded when missing).")
     parser.add_argument("--output-dir", type=Path, default=Path("models"),
                         help="Where the model, results, plot and checkpoint go (in Colab, a Google Drive folder "
                              "survives a disconnected runtime).")
@@ -102,6 +108,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--patch-size", type=int, default=None, help="Override the preset's patch size P.")
     parser.add_argument("--num-transformer-layers", type=int, default=None,
                         help="Override the preset's depth L (Table 1), e.g. 6 for a smaller model on little data.")
+    parser.add_argument("--stem-channels", type=int, nargs="+", default=None, metavar="C",
+                        help="The paper's hybrid model (section 3.1): a convolutional stem with these channels (one "
+                             "3x3 stride-2 convolution, BatchNorm and ReLU per number), whose feature map is cut into "
+                             "--patch-size patches (1: one token per position), e.g. --stem-channels 24 48 96 192 "
+                             "--patch-size 1.")
     parser.add_argument("--pool", default="cls", choices=("cls", "mean"),
                         help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
@@ -146,12 +157,19 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
     for name, allowed, rule in rules:
         if not allowed:
             return f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
+    if args.stem_channels is not None and min(args.stem_channels) < 1:
+        return f"--stem-channels must all be at least 1, got {args.stem_channels}"
     patch_size = args.patch_size or model_builder.VIT_PRESETS[args.model]["patch_size"]
-    if args.image_size % patch_size:
-        fitting = max(patch_size, args.image_size // patch_size * patch_size)
-        return (f"--image-size {args.image_size} is not divisible by the patch size {patch_size}: the image must cut "
-                f"into whole patches. Use --image-size {fitting} (or another multiple of {patch_size}) or another "
-                f"--patch-size")
+    token_side = patch_size * 2 ** len(args.stem_channels or ())  # pixels a side that one token covers
+    if args.image_size % token_side:
+        fitting = max(token_side, args.image_size // token_side * token_side)
+        what = (f"the patch size {patch_size}" if token_side == patch_size else
+                f"{token_side} (the stem's stride {token_side // patch_size} x the patch size {patch_size})")
+        return (f"--image-size {args.image_size} is not divisible by {what}: the image must cut into whole patches. "
+                f"Use --image-size {fitting} (or another multiple of {token_side}) or another --patch-size")
+    if args.val_dir == "auto" and args.data_dir is not None:
+        return ("--val-dir auto is the validation split of the course's pizza_steak_sushi; with your own --data-dir, "
+                "give --val-dir the folder of your validation images")
     if args.device is not None:
         return _device_problem(args.device)
     return None
@@ -167,12 +185,21 @@ def _device_problem(name: str) -> Optional[str]:
     return None
 
 
-def _resolve_data_dir(data_dir: Optional[Path]) -> Path:
-    if data_dir is None:
-        return data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi")
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"--data-dir {data_dir} does not exist. Give a folder with train/ and test/ inside.")
-    return data_dir
+def _resolve_data_dirs(args: argparse.Namespace) -> tuple[Path, Optional[Path]]:
+    """(data folder, validation folder or None), downloading the course's data when it is asked for and missing."""
+    if args.data_dir is None:
+        data_dir = data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi")
+    elif not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir} does not exist. Give a folder with train/ and test/ inside.")
+    else:
+        data_dir = args.data_dir
+    if args.val_dir is None:
+        return data_dir, None
+    if args.val_dir == "auto":
+        return data_dir, validation_split.download_validation_split()
+    if not Path(args.val_dir).is_dir():
+        raise FileNotFoundError(f"--val-dir {args.val_dir} does not exist. Give a folder of <class>/<image> files.")
+    return data_dir, Path(args.val_dir)
 
 
 def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
@@ -186,7 +213,7 @@ def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
 
 def _model_overrides(args: argparse.Namespace) -> dict:
     overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool}
-    for name in ("patch_size", "num_transformer_layers"):
+    for name in ("patch_size", "num_transformer_layers", "stem_channels"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     return overrides
@@ -222,7 +249,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     resumed = _checkpoint_to_resume(args, checkpoint_file, {**config, "world_size": world_size})
     if resumed is not None:
         checkpoint_file = Path(args.resume) if args.resume != "auto" else checkpoint_file
-    data_dir = _shared_data_dir(args.data_dir, context)
+    data_dir, val_dir = _shared_data_dirs(args, context)
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     train_transform, test_transform = _transforms(args.augment, args.image_size)
@@ -230,6 +257,10 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         data_dir / "train", data_dir / "test", train_transform, args.batch_size,
         num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last,
     )
+    val_dataloader = None
+    if val_dir is not None:
+        val_dataloader = validation_split.create_validation_dataloader(
+            val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
     num_train_images, num_test_images = len(train_dataloader.dataset), len(test_dataloader.dataset)
     model = model_builder.create_vit(args.model, num_classes=len(class_names), **_model_overrides(args)).to(device)
     trained_model = model
@@ -237,10 +268,13 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         utils.set_seeds(args.seed + context.rank)  # different augmentation and dropout in each process
         train_dataloader, test_dataloader = distributed.shard_dataloaders(
             train_dataloader, test_dataloader, context, args.seed)
-        # No buffers to keep in step (the ViT has none); not broadcasting them lets the unevenly split
-        # test shards run without any exchange between processes.
+        if val_dataloader is not None:
+            val_dataloader = distributed.shard_eval_dataloader(val_dataloader, context)
+        # The plain ViT has no buffers. The hybrid's BatchNorm statistics are broadcast from rank 0 with every
+        # training forward pass, so that every process evaluates with the same ones.
         trained_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=any(True for _ in model.buffers()))
     optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(engine.num_batches(train_dataloader, args.max_batches) / args.accumulation_steps)
     scheduler = recipe.create_scheduler(
@@ -263,8 +297,9 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
 
     if main_process:
         processes = f" x {context.world_size} processes ({context.backend})" if context is not None else ""
+        validation = f", {len(val_dataloader.dataset)} validation images" if val_dataloader is not None else ""
         print(f"Training {args.model} on {device}{processes} for {args.epochs} epochs: {num_train_images} train and "
-              f"{num_test_images} test images from {data_dir}"
+              f"{num_test_images} test images from {data_dir}{validation}"
               + (f" (at most {args.max_batches} batches per epoch)" if args.max_batches else ""))
     seconds_before, start = record["training_seconds"], time.perf_counter()
 
@@ -284,7 +319,8 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.epochs, device,
         scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps,
         amp=args.amp, grad_scaler=grad_scaler, max_batches=args.max_batches,
-        start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step, on_epoch_end=write_checkpoint,
+        val_dataloader=val_dataloader, start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step,
+        on_epoch_end=write_checkpoint,
     )
     wall_time = seconds_before + time.perf_counter() - start
 
@@ -296,7 +332,9 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         "class_names": class_names,
         "num_train_images": num_train_images,
         "num_test_images": num_test_images,
+        "num_val_images": len(val_dataloader.dataset) if val_dataloader is not None else 0,
         "data_dir": str(data_dir),
+        "val_dir": str(val_dir) if val_dir is not None else None,
         "device": str(device),
         "world_size": world_size,
         "seed": args.seed,
@@ -331,14 +369,15 @@ def _checkpoint_to_resume(args: argparse.Namespace, default_path: Path, config: 
     return state
 
 
-def _shared_data_dir(data_dir: Optional[Path], context: Optional[distributed.DistributedContext]) -> Path:
-    """The data folder; under torchrun only rank 0 looks for it (and downloads), then tells the others."""
+def _shared_data_dirs(args: argparse.Namespace,
+                      context: Optional[distributed.DistributedContext]) -> tuple[Path, Optional[Path]]:
+    """The data folders; under torchrun only rank 0 looks for them (and downloads), then tells the others."""
     if context is None:
-        return _resolve_data_dir(data_dir)
+        return _resolve_data_dirs(args)
     outcome = [None]
     if context.rank == 0:
         try:
-            outcome[0] = _resolve_data_dir(data_dir)
+            outcome[0] = _resolve_data_dirs(args)
         except Exception as error:  # every process must stop with rank 0's error, not wait for it forever
             outcome[0] = error
     torch.distributed.broadcast_object_list(outcome, src=0)

@@ -53,7 +53,7 @@ def _load_scratch_accuracy():
 
 
 def test_scratch_accuracy_runs_every_seed_and_summarises_the_final_epoch(tmp_path):
-    for split in ("train", "test"):
+    for split in ("train", "test", "val"):
         for name, colour in (("green", (20, 220, 20)), ("red", (220, 20, 20))):
             (tmp_path / "data" / split / name).mkdir(parents=True)
             for i in range(3):
@@ -62,13 +62,14 @@ def test_scratch_accuracy_runs_every_seed_and_summarises_the_final_epoch(tmp_pat
     summary = scratch_accuracy.main([
         "--seeds", "0", "1", "--jobs", "2", "--output-dir", str(tmp_path / "out"), "--label", "tiny", "--",
         "--epochs", "2", "--warmup-epochs", "1", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
-        "--data-dir", str(tmp_path / "data"),
+        "--data-dir", str(tmp_path / "data"), "--val-dir", str(tmp_path / "data" / "val"),
     ])
     assert json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text()) == summary
     finals = [run["final_test_acc"] for run in summary["runs"]]
     for run in summary["runs"]:
         saved = json.loads((tmp_path / "out" / "tiny" / f"seed{run['seed']}_results.json").read_text())
         assert run["final_test_acc"] == saved["metrics"]["test_acc"][-1]
+        assert run["final_val_acc"] == saved["metrics"]["val_acc"][-1] and saved["num_val_images"] == 6
         assert saved["config"]["epochs"] == 2 and saved["config"]["image_size"] == 32  # flags after -- win
     assert [run["seed"] for run in summary["runs"]] == [0, 1]
     assert summary["final_test_acc"]["mean"] == pytest.approx(sum(finals) / 2)

@@ -8,6 +8,7 @@ from torch import nn
 
 from going_modular import model_builder
 from going_modular.model_builder import (
+    ConvStem,
     MLPBlock,
     MultiheadSelfAttentionBlock,
     PatchEmbedding,
@@ -347,3 +348,36 @@ def test_resize_position_embedding_lets_a_model_run_at_a_new_resolution():
 def test_resize_position_embedding_rejects_bad_shapes(bad):
     with pytest.raises(ValueError, match="square grid|Expected a position embedding"):
         model_builder.resize_position_embedding(bad, 4)
+
+
+# The hybrid model (section 3.1)
+def test_conv_stem_halves_the_image_per_stage_and_the_hybrid_makes_one_token_per_position():
+    stem = ConvStem(in_channels=3, channels=(8, 16, 32))
+    assert stem(torch.randn(2, 3, 48, 64)).shape == (2, 32, 6, 8) and stem.stride == 8
+    model = ViT(img_size=(48, 64), patch_size=1, num_transformer_layers=1, embedding_dim=16, mlp_size=32,
+                num_heads=2, num_classes=3, stem_channels=(8, 16, 32))
+    assert model.num_patches == 6 * 8 and model.position_embedding.shape == (1, 6 * 8 + 1, 16)
+    assert model.forward_features(torch.randn(2, 3, 48, 64)).shape == (2, 6 * 8 + 1, 16)
+    assert model.patch_embedding.patcher.in_channels == 32 and model.patch_embedding.patcher.kernel_size == (1, 1)
+    # 2 x 2 patches of the stem's map: each token covers 16 x 16 pixels
+    coarse = ViT(img_size=64, patch_size=2, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
+                 stem_channels=(8, 16, 32))
+    assert coarse.num_patches == 4 * 4
+    with pytest.raises(ValueError, match="divisible by the patch size 8"):
+        ViT(img_size=60, patch_size=1, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
+            stem_channels=(8, 16, 32))
+
+
+def test_gradients_reach_the_hybrid_stem_and_the_plain_path_has_no_stem():
+    torch.manual_seed(0)
+    plain = ViT(**TINY, num_classes=3)
+    assert not any(name.startswith("stem.") for name, _ in plain.named_parameters())
+    assert not list(plain.buffers())  # the plain ViT has no BatchNorm statistics
+    hybrid = ViT(**{**TINY, "patch_size": 2}, num_classes=3, stem_channels=(8, 16))
+    assert {name.split(".")[0] for name, _ in hybrid.named_parameters()} >= {"stem", "patch_embedding"}
+    images = torch.randn(4, 3, 32, 32)
+    nn.init.normal_(hybrid.head.weight)  # the zero head of section 3.2 would pass no gradient back
+    hybrid.train()
+    logits = hybrid(images)
+    logits.sum().backward()
+    assert hybrid.stem.layers[0].weight.grad.abs().sum() > 0  # gradients reach the stem

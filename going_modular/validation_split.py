@@ -1,0 +1,170 @@
+"""The course's validation set: photos to choose a recipe by, so that the test set reports it once.
+
+Tuning on the 75 test photos and then reporting accuracy on them measures how well the tuning fitted
+those 75 photos, not how well the model does on new ones. The validation set is a third, separate set
+of photos for every decision (learning rate, augmentation, model size, which epoch to stop at); the
+test set is used once per chosen configuration, for the reported number.
+
+The course's datasets make one for free. ``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and
+sushi photos) and ``pizza_steak_sushi_20_percent`` were drawn from Food-101 separately, and their files
+are named by their Food-101 id. The 20 % split's photos whose names appear in neither the 10 % split's
+training set nor its test set (391 of its 600) are the validation set of the 10 % split:
+
+    pizza_steak_sushi_validation/<class>/<photo>.jpg  ->  links to pizza_steak_sushi_20_percent/...
+
+``build_validation_split`` makes that folder of links (copies where the file system has no links),
+``download_validation_split`` downloads both splits first when they are missing, and
+``create_validation_dataloader`` loads it with the class order of the training data.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from going_modular import data_setup, settings
+from going_modular.utils import PathLike
+
+VALIDATION_FOLDER = "pizza_steak_sushi_validation"
+_SPLITS = ("train", "test")
+
+
+def validation_photos(ten_percent_dir: PathLike, twenty_percent_dir: PathLike) -> dict[str, list[Path]]:
+    """The 20 % split's photos that are in neither the 10 % split's train nor test folder, per class.
+
+    A photo is the same photo when its file name (its Food-101 id) is the same, in whatever class folder.
+
+    Returns:
+        class name -> sorted list of the photos' paths in the 20 % split.
+
+    Raises:
+        FileNotFoundError: a split's train/ or test/ folder is missing.
+        DataError: the two splits have different class folders.
+    """
+    ten, twenty = _photos_by_class(Path(ten_percent_dir)), _photos_by_class(Path(twenty_percent_dir))
+    if ten.keys() != twenty.keys():
+        raise data_setup.DataError(
+            f"The two splits have different class folders: {sorted(ten)} in {ten_percent_dir}, {sorted(twenty)} "
+            f"in {twenty_percent_dir}. Both must be splits of the same dataset."
+        )
+    seen = {path.name for paths in ten.values() for path in paths}
+    return {name: sorted(path for path in paths if path.name not in seen) for name, paths in sorted(twenty.items())}
+
+
+def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
+    photos: dict[str, list[Path]] = {}
+    for split in _SPLITS:
+        folder = split_dir / split
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"{folder} does not exist: a split needs train/ and test/ folders. Download it with "
+                f"going_modular.validation_split.download_validation_split() or data_setup.download_data."
+            )
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            photos.setdefault(class_dir.name, []).extend(
+                p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    return photos
+
+
+def build_validation_split(
+    ten_percent_dir: PathLike, twenty_percent_dir: PathLike, destination: Optional[PathLike] = None
+) -> Path:
+    """Make (or check) the validation folder ``destination/<class>/<photo>`` of links into the 20 % split.
+
+    The folder is built in a temporary folder beside ``destination`` and renamed into place, so an
+    interrupted build leaves nothing half-made. Where the file system cannot make symbolic links (some
+    Windows set-ups, some network drives), the photos are copied instead. An existing folder is reused
+    when it holds exactly the expected photos.
+
+    Args:
+        ten_percent_dir: the 10 % split (``pizza_steak_sushi``), with train/ and test/.
+        twenty_percent_dir: the 20 % split (``pizza_steak_sushi_20_percent``), with train/ and test/.
+        destination: the folder to make; ``<data dir>/pizza_steak_sushi_validation`` by default.
+
+    Returns:
+        ``destination``.
+
+    Raises:
+        FileNotFoundError: a split is missing.
+        DataError: ``destination`` exists but holds other photos (delete it to rebuild), or no photo is
+            left for validation.
+    """
+    photos = validation_photos(ten_percent_dir, twenty_percent_dir)
+    destination = Path(destination) if destination is not None else settings.get_data_dir() / VALIDATION_FOLDER
+    expected = {(name, path.name) for name, paths in photos.items() for path in paths}
+    if not expected:
+        raise data_setup.DataError(f"Every photo of {twenty_percent_dir} is also in {ten_percent_dir}: no validation photo.")
+    if destination.exists():
+        found = {(p.parent.name, p.name) for p in destination.glob("*/*") if not p.name.startswith(".")}
+        if found != expected:
+            raise data_setup.DataError(
+                f"{destination} exists but does not hold the expected {len(expected)} validation photos "
+                f"({len(found)} found). Delete it, and it is built again."
+            )
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}-") as scratch:
+        building = Path(scratch) / destination.name
+        for name, paths in photos.items():
+            (building / name).mkdir(parents=True)
+            for path in paths:
+                _link_or_copy(path, building / name / path.name, final=destination / name / path.name)
+        os.replace(building, destination)
+    print(f"[INFO] Validation set ready in {destination}: {len(expected)} photos "
+          f"({', '.join(f'{name} {len(paths)}' for name, paths in photos.items())})")
+    return destination
+
+
+def _link_or_copy(source: Path, target: Path, final: Path) -> None:
+    """A relative symbolic link at ``target`` that will point to ``source`` once moved to ``final``."""
+    try:
+        os.symlink(os.path.relpath(source.resolve(), final.parent.resolve()), target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def download_validation_split(data_dir: Optional[PathLike] = None) -> Path:
+    """Download the 10 % and 20 % splits when missing, then build the validation folder from them.
+
+    Args:
+        data_dir: where datasets live; ``settings.get_data_dir()`` by default.
+
+    Returns:
+        The validation folder, ``<data dir>/pizza_steak_sushi_validation``.
+
+    Raises:
+        ConnectionError: a split is missing and cannot be downloaded (the message says how to get it).
+    """
+    data_dir = Path(data_dir) if data_dir is not None else settings.get_data_dir()
+    ten = data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi", data_dir=data_dir)
+    twenty = data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_20_PERCENT_URL, "pizza_steak_sushi_20_percent",
+                                      data_dir=data_dir)
+    return build_validation_split(ten, twenty, data_dir / VALIDATION_FOLDER)
+
+
+def create_validation_dataloader(
+    val_dir: PathLike,
+    transform: data_setup.Transform,
+    batch_size: int,
+    class_names: list[str],
+    num_workers: int = data_setup.NUM_WORKERS,
+) -> DataLoader:
+    """A DataLoader over ``val_dir/<class>/<image>`` in a fixed order, for evaluation.
+
+    Raises:
+        FileNotFoundError: ``val_dir`` is missing or empty.
+        DataError: its class folders differ from ``class_names`` (those of the training data).
+    """
+    dataset = data_setup.image_folder(val_dir, transform, "validation")
+    if dataset.classes != list(class_names):
+        raise data_setup.DataError(
+            f"The validation class folders {dataset.classes} in {val_dir} differ from the training data's "
+            f"{list(class_names)}. Give a validation folder with the same classes."
+        )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available())
