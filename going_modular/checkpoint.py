@@ -4,7 +4,8 @@ A Colab runtime that disconnects, a laptop that sleeps, a job that is killed: ``
 going_modular.train`` writes a checkpoint after every epoch, and ``--resume`` continues from it. A
 checkpoint holds everything the rest of the run depends on:
 
-    model, optimiser, LR scheduler, gradient scaler     their ``state_dict()``
+    model, optimiser, LR scheduler, gradient scaler,    their ``state_dict()``
+    moving average of the weights (when used)
     epoch, results so far, training seconds so far      where the run stands
     random number generators (Python, NumPy, torch,     the shuffles, augmentations and dropout masks
     CUDA), one set per process under torchrun           the remaining epochs will draw
@@ -70,6 +71,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
     grad_scaler: Optional[torch.amp.GradScaler],
+    averaged_model: Optional[nn.Module] = None,
     epoch: int,
     results: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -92,6 +94,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
+        "averaged_model": averaged_model.state_dict() if averaged_model is not None else None,
         "epoch": epoch,
         "results": dict(results),
         "config": dict(config),
@@ -143,6 +146,7 @@ def restore(
     optimizer: torch.optim.Optimizer,
     scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
     grad_scaler: Optional[torch.amp.GradScaler],
+    averaged_model: Optional[nn.Module] = None,
     rank: int = 0,
 ) -> None:
     """Load a checkpoint's states into freshly built objects, and this process's random number generators.
@@ -158,14 +162,17 @@ def restore(
         raise ResumeError(
             f"The checkpoint was written by {len(state['rng_states'])} process(es); resume it with as many."
         )
-    for name, target in (("scheduler", scheduler), ("grad_scaler", grad_scaler)):
+    for name, target in (("scheduler", scheduler), ("grad_scaler", grad_scaler), ("averaged_model", averaged_model)):
         if (state[name] is None) != (target is None):
             raise ResumeError(f"The checkpoint {'has no' if state[name] is None else 'has a'} {name} state, "
-                              f"this run {'has' if target is not None else 'has none'}: resume on the same kind of device.")
+                              f"this run {'has' if target is not None else 'has none'}: resume with the same settings "
+                              f"on the same kind of device.")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     if grad_scaler is not None:
         grad_scaler.load_state_dict(state["grad_scaler"])
+    if averaged_model is not None:
+        averaged_model.load_state_dict(state["averaged_model"])
     set_rng_state(state["rng_states"][rank])

@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 import requests
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from torchvision import datasets, transforms
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from going_modular import settings
@@ -83,9 +84,9 @@ def download_file(url: str, path: PathLike, *, sha256: Optional[str] = None) -> 
     """
     path = Path(path)
     if path.is_file():
-        print(f"[INFO] {path} already exists, skipping download.")
+        print(f"[INFO] {settings.display_path(path)} already exists, skipping download.")
         return path
-    print(f"[INFO] Downloading {url} to {path}")
+    print(f"[INFO] Downloading {url} to {settings.display_path(path)}")
     _download(url, path, sha256=sha256, manual_hint=f"download {url} with a browser and save it as {path}")
     return path
 
@@ -126,7 +127,7 @@ def download_data(
     data_dir = Path(data_dir) if data_dir is not None else settings.get_data_dir()
     target = data_dir / destination
     if target.is_dir() and any(target.iterdir()):
-        print(f"[INFO] {target} already exists, skipping download.")
+        print(f"[INFO] {settings.display_path(target)} already exists, skipping download.")
         return target
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder. Move it away, then download again.")
@@ -135,7 +136,7 @@ def download_data(
         f"download {source} with a browser and unzip it so that {target}/train/<class name>/<image> "
         f"exists, or set {settings.DATA_DIR_ENV} to a folder that already holds {destination}/"
     )
-    print(f"[INFO] Downloading {source} into {target}")
+    print(f"[INFO] Downloading {source} into {settings.display_path(target)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # The temporary folder sits in the same file system as target, so the final move is a cheap rename.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as scratch:
@@ -151,7 +152,7 @@ def download_data(
         os.replace(extracted, target)
         if not remove_source:
             os.replace(zip_path, data_dir / zip_name)
-    print(f"[INFO] Data ready in {target}")
+    print(f"[INFO] Data ready in {settings.display_path(target)}")
     return target
 
 
@@ -304,6 +305,37 @@ def eval_transforms(image_size: int = 224) -> transforms.Compose:
     ])
 
 
+class MixUpCutMix:
+    """Mix the images and labels of each training batch: MixUp or CutMix, one of them at random per batch.
+
+    MixUp (Zhang et al., 2018) blends two images, x = l x_i + (1 - l) x_j; CutMix (Yun et al., 2019)
+    pastes a rectangle of x_j into x_i. Either way the label becomes the same mixture of the two
+    one-hot labels, with l drawn from Beta(alpha, alpha). DeiT (Touvron et al., 2021) uses both to train
+    ViTs on ImageNet without extra data. Use it as the training DataLoader's ``collate_fn``; the labels
+    it returns are class probabilities [batch, num_classes], which ``nn.CrossEntropyLoss`` accepts.
+
+    Args:
+        num_classes: number of classes.
+        mixup_alpha: MixUp's alpha; 0 leaves MixUp out.
+        cutmix_alpha: CutMix's alpha; 0 leaves CutMix out.
+
+    Raises:
+        ValueError: both alphas are 0, or one is negative.
+    """
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0) -> None:
+        if min(mixup_alpha, cutmix_alpha) < 0 or max(mixup_alpha, cutmix_alpha) == 0:
+            raise ValueError(f"Give a positive mixup_alpha or cutmix_alpha (and neither negative), got "
+                             f"{mixup_alpha} and {cutmix_alpha}.")
+        mixes = [v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []
+        mixes += [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else []
+        self.mix = mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+
+    def __call__(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = default_collate(batch)
+        return self.mix(images, labels)
+
+
 class _ImageFolder(datasets.ImageFolder):
     """ImageFolder that ignores hidden folders, such as the ``.ipynb_checkpoints`` Jupyter leaves behind."""
 
@@ -361,6 +393,7 @@ def create_dataloaders(
     num_workers: int = NUM_WORKERS,
     test_transform: Optional[Transform] = None,
     drop_last: bool = False,
+    train_collate_fn: Optional[Callable] = None,
 ) -> tuple[DataLoader, DataLoader, list[str]]:
     """Create training and testing DataLoaders from folders laid out as ``<dir>/<class name>/<image>``.
 
@@ -378,6 +411,8 @@ def create_dataloaders(
         drop_last: leave out the last, incomplete training batch of every epoch (225 images in batches
             of 32 end with a batch of one image, whose optimisation step follows a single photo). The
             test loader always keeps every image.
+        train_collate_fn: how the training loader makes a batch from its images (e.g. ``MixUpCutMix``);
+            PyTorch's default stacking when None.
 
     Returns:
         ``(train_dataloader, test_dataloader, class_names)``; the training loader shuffles, the test one not.
@@ -403,7 +438,7 @@ def create_dataloaders(
     pin_memory = torch.cuda.is_available()  # pinned memory only speeds up copies to a GPU
     train_dataloader = DataLoader(
         train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin_memory,
-        drop_last=drop_last,
+        drop_last=drop_last, collate_fn=train_collate_fn,
     )
     test_dataloader = DataLoader(
         test_data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory

@@ -127,6 +127,7 @@ def _with_data(dataloader: DataLoader, dataset, sampler: Optional[DistributedSam
     return DataLoader(
         dataset, batch_size=dataloader.batch_size, sampler=sampler, shuffle=False,
         num_workers=dataloader.num_workers, pin_memory=dataloader.pin_memory, drop_last=drop_last,
+        collate_fn=dataloader.collate_fn,
     )
 
 

@@ -106,7 +106,7 @@ def train_step(
         steps.zero_grad()                       # 3. optimizer zero grad (first batch of a group)
         steps.backward(loss)                    # 4. loss backward (scaled, averaged over the group)
         steps.step()                            # 5. optimizer step (last batch of a group)
-        correct += (y_pred.argmax(dim=1) == y).sum().item()
+        correct += (y_pred.argmax(dim=1) == _class_labels(y)).sum().item()
         seen += len(y)
     return _mean_loss_and_accuracy(total_loss, correct, seen)
 
@@ -158,6 +158,7 @@ def train(
     max_batches: Optional[int] = None,
     progress: bool = True,
     val_dataloader: Optional[DataLoader] = None,
+    eval_model: Optional[nn.Module] = None,
     start_epoch: int = 1,
     results: Optional[Results] = None,
     on_step_end: Optional[Callable[["StepRecord"], None]] = None,
@@ -172,6 +173,8 @@ def train(
     Args:
         val_dataloader: when given, the model is also evaluated on it after every epoch ("val_loss",
             "val_acc"): the data to choose settings by, so that the test set reports a final number.
+        eval_model: the model to evaluate after each epoch instead of ``model``, e.g. an exponential
+            moving average of its weights (``torch.optim.swa_utils.AveragedModel``).
         start_epoch: the first epoch to run (1-based), to continue an interrupted run up to ``epochs``.
         results: the history of the epochs before ``start_epoch``; the new epochs are appended to it.
         on_step_end: called with a ``StepRecord`` after every optimisation step.
@@ -199,8 +202,8 @@ def train(
         evaluations = {"test": test_dataloader, "val": val_dataloader}
         for split, loader in evaluations.items():
             if loader is not None:
-                loss, accuracy = test_step(model, loader, loss_fn, device, amp=amp, max_batches=max_batches,
-                                           progress=progress)
+                loss, accuracy = test_step(eval_model or model, loader, loss_fn, device, amp=amp,
+                                           max_batches=max_batches, progress=progress)
                 metrics.update({f"{split}_loss": loss, f"{split}_acc": accuracy})
         if main_process:
             print(f"Epoch: {epoch} | " + " | ".join(f"{key}: {value:.4f}" for key, value in metrics.items()))
@@ -427,6 +430,11 @@ def batches(
         for step, batch in enumerate(itertools.islice(dataloader, total)):  # no batch beyond the last is loaded
             yield step, batch
             bar.update(1)
+
+
+def _class_labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices; for mixed labels (MixUp, CutMix: class probabilities [batch, classes]) the largest part."""
+    return y.argmax(dim=1) if y.ndim == 2 else y
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, step: int) -> float:

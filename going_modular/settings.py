@@ -76,6 +76,21 @@ def _folder(name: str) -> Path:
     return folder
 
 
+def display_path(path: Union[str, Path]) -> str:
+    """``path`` as messages and printed outputs show it: relative to the repository when it lies inside.
+
+    So a notebook's output reads "data/pizza_steak_sushi", not the folders of the machine that ran it;
+    a path outside the repository is shown as it is.
+    """
+    root = get_repository_root()
+    if root is not None:
+        try:
+            return str(Path(path).resolve().relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
+
+
 def is_reduced_run() -> bool:
     """Return True when ``VIT_COURSE_REDUCED`` asks for a reduced run ("1", "true", "yes" or "on")."""
     return os.environ.get(REDUCED_RUN_ENV, "").strip().lower() in {"1", "true", "yes", "on"}

@@ -36,7 +36,9 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from going_modular import checkpoint, data_setup, distributed, engine, model_builder, recipe, utils, validation_split
+from going_modular import (
+    checkpoint, data_setup, distributed, engine, model_builder, recipe, settings, utils, validation_split,
+)
 from going_modular.plotting import plot_loss_curves
 
 
@@ -123,6 +125,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--augment", default="none", choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
                         help="none: the course's resize only; crop-flip: random resized crop and flip; "
                              "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
+    parser.add_argument("--mixup-alpha", type=float, default=0.0,
+                        help="MixUp: blend pairs of training images and their labels (0: off; DeiT uses 0.8).")
+    parser.add_argument("--cutmix-alpha", type=float, default=0.0,
+                        help="CutMix: paste a patch of one training image into another (0: off; DeiT uses 1.0). "
+                             "With both, each batch gets one of the two at random.")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="Keep an exponential moving average of the weights, updated after every optimisation "
+                             "step with this decay (e.g. 0.99), and evaluate and save it instead of the raw weights "
+                             "(0: off).")
     parser.add_argument("--max-grad-norm", type=float, default=None,
                         help="Clip the global gradient norm (the paper: 1.0); 0 turns clipping off.")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
@@ -153,6 +164,9 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
          "must be at least 0 (0 turns clipping off)"),
         ("warmup_epochs", 0 <= args.warmup_epochs <= args.epochs, f"must be between 0 and --epochs ({args.epochs})"),
         ("num_workers", args.num_workers >= 0, "must be at least 0"),
+        ("mixup_alpha", args.mixup_alpha >= 0, "must be at least 0 (0 turns MixUp off)"),
+        ("cutmix_alpha", args.cutmix_alpha >= 0, "must be at least 0 (0 turns CutMix off)"),
+        ("ema_decay", 0 <= args.ema_decay < 1, "must be at least 0 (off) and below 1"),
     ]
     for name, allowed, rule in rules:
         if not allowed:
@@ -253,9 +267,13 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     train_transform, test_transform = _transforms(args.augment, args.image_size)
+    num_classes = len(data_setup.image_folder(data_dir / "train", None, "train").classes)
+    mix = None
+    if args.mixup_alpha or args.cutmix_alpha:
+        mix = data_setup.MixUpCutMix(num_classes, mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha)
     train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
         data_dir / "train", data_dir / "test", train_transform, args.batch_size,
-        num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last,
+        num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last, train_collate_fn=mix,
     )
     val_dataloader = None
     if val_dir is not None:
@@ -282,6 +300,10 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         decay=args.lr_decay,
     )
     grad_scaler = engine.make_grad_scaler(device, args.amp)
+    averaged_model = None
+    if args.ema_decay:
+        averaged_model = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
 
     record: dict[str, Any] = {"metrics": None, "steps": {"lr": [], "loss": [], "grad_norm": []},
                               "resumed_after_epochs": [], "training_seconds": 0.0}
@@ -291,27 +313,30 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         start_epoch = resumed["epoch"] + 1
         record["resumed_after_epochs"] = [*record["resumed_after_epochs"], resumed["epoch"]]
         if main_process:
-            print(f"Resuming from {checkpoint_file}: {resumed['epoch']} of {args.epochs} epochs were done.")
+            print(f"Resuming from {settings.display_path(checkpoint_file)}: {resumed['epoch']} of {args.epochs} epochs were done.")
         checkpoint.restore(resumed, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
+                           averaged_model=averaged_model,
                            rank=context.rank if context is not None else 0)  # last: it sets the random generators
 
     if main_process:
         processes = f" x {context.world_size} processes ({context.backend})" if context is not None else ""
         validation = f", {len(val_dataloader.dataset)} validation images" if val_dataloader is not None else ""
         print(f"Training {args.model} on {device}{processes} for {args.epochs} epochs: {num_train_images} train and "
-              f"{num_test_images} test images from {data_dir}{validation}"
+              f"{num_test_images} test images from {settings.display_path(data_dir)}{validation}"
               + (f" (at most {args.max_batches} batches per epoch)" if args.max_batches else ""))
     seconds_before, start = record["training_seconds"], time.perf_counter()
 
     def record_step(step: engine.StepRecord) -> None:
         for key in record["steps"]:
             record["steps"][key].append(getattr(step, key))
+        if averaged_model is not None:
+            averaged_model.update_parameters(model)
 
     def write_checkpoint(epoch: int, history: engine.Results) -> None:
         record.update(metrics=history, training_seconds=seconds_before + time.perf_counter() - start)
         checkpoint.save_checkpoint(
             checkpoint_file, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
-            epoch=epoch, results=record, config={**config, "world_size": world_size},
+            averaged_model=averaged_model, epoch=epoch, results=record, config={**config, "world_size": world_size},
             training_seconds=record["training_seconds"])
 
     history = engine.train(
@@ -319,7 +344,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.epochs, device,
         scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps,
         amp=args.amp, grad_scaler=grad_scaler, max_batches=args.max_batches,
-        val_dataloader=val_dataloader, start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step,
+        val_dataloader=val_dataloader, eval_model=averaged_model, start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step,
         on_epoch_end=write_checkpoint,
     )
     wall_time = seconds_before + time.perf_counter() - start
@@ -344,7 +369,8 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         "model_path": str(model_path),
     }
     if main_process:
-        _write_outputs(model, results, history, args, name, device)
+        _write_outputs(averaged_model.module if averaged_model is not None else model, results, history, args, name,
+                       device)
         checkpoint_file.unlink(missing_ok=True)  # the run is complete: its outputs replace the checkpoint
     return results
 
@@ -394,7 +420,8 @@ def _write_outputs(model: nn.Module, results: dict, history: dict, args: argpars
     figure = plot_loss_curves(history, args.output_dir / f"{name}_loss_curves.png",
                               title=f"{args.model} on {device}, {args.epochs} epochs")
     plt.close(figure)
-    print(f"Wrote {model_path}, {name}_results.json and {name}_loss_curves.png to {args.output_dir}")
+    print(f"Wrote {settings.display_path(model_path)}, {name}_results.json and {name}_loss_curves.png to "
+          f"{settings.display_path(args.output_dir)}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from going_modular import settings
+
 PathLike = Union[str, Path]
 
 _CHECKPOINT_SUFFIXES = (".pth", ".pt")
@@ -51,7 +53,7 @@ def save_model(model: torch.nn.Module, target_dir: PathLike, model_name: str) ->
         raise ValueError(f"model_name should end with '.pth' or '.pt', got {model_name!r}.")
     model_save_path = Path(target_dir) / model_name
     write_atomically(model_save_path, lambda file: torch.save(model.state_dict(), file))
-    print(f"[INFO] Saved model to: {model_save_path}")
+    print(f"[INFO] Saved model to: {settings.display_path(model_save_path)}")
     return model_save_path
 
 
@@ -130,7 +132,7 @@ def load_model(
     _load_unchanged_on_error(model, state_dict, path)
     if device is not None:
         model.to(device)
-    print(f"[INFO] Loaded model weights from: {path}")
+    print(f"[INFO] Loaded model weights from: {settings.display_path(path)}")
     return model
 
 

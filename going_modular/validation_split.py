@@ -115,7 +115,7 @@ def build_validation_split(
             for path in paths:
                 _link_or_copy(path, building / name / path.name, final=destination / name / path.name)
         os.replace(building, destination)
-    print(f"[INFO] Validation set ready in {destination}: {len(expected)} photos "
+    print(f"[INFO] Validation set ready in {settings.display_path(destination)}: {len(expected)} photos "
           f"({', '.join(f'{name} {len(paths)}' for name, paths in photos.items())})")
     return destination
 

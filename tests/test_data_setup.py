@@ -230,3 +230,17 @@ def test_get_data_dir_honours_the_environment_variable(tmp_path, monkeypatch):
 
     monkeypatch.delenv(settings.DATA_DIR_ENV)
     assert settings.get_data_dir() != (tmp_path / "my-data").resolve()
+
+
+def test_mixup_cutmix_mixes_images_and_labels_by_the_same_amount():
+    torch.manual_seed(0)
+    batch = [(torch.full((3, 8, 8), float(i)), i % 3) for i in range(6)]
+    for mixup_alpha, cutmix_alpha in ((0.8, 0.0), (0.0, 1.0), (0.8, 1.0)):
+        images, labels = data_setup.MixUpCutMix(3, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)(batch)
+        assert images.shape == (6, 3, 8, 8) and labels.shape == (6, 3)
+        torch.testing.assert_close(labels.sum(dim=1), torch.ones(6))
+        # image i is a mix of image i and its partner: the weight of its own class is its share of the pixels
+        own = labels[torch.arange(6), torch.arange(6) % 3]
+        assert (own >= 0).all() and (own <= 1).all() and not torch.equal(images, torch.stack([b[0] for b in batch]))
+    with pytest.raises(ValueError, match="positive mixup_alpha or cutmix_alpha"):
+        data_setup.MixUpCutMix(3, mixup_alpha=0.0, cutmix_alpha=0.0)

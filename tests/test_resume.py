@@ -60,6 +60,7 @@ def _flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
         "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--num-transformer-layers", "2",
         "--batch-size", "4", "--epochs", "4", "--lr", "1e-3", "--warmup-epochs", "1", "--lr-decay", "cosine",
         "--max-grad-norm", "1.0", "--augment", "trivialaugment", "--drop-path-rate", "0.1", "--seed", "3",
+        "--mixup-alpha", "0.8", "--cutmix-alpha", "1.0", "--ema-decay", "0.9",
         "--num-workers", "0", "--device", "cpu", "--model-name", "run",
         "--data-dir", str(data_dir), "--output-dir", str(output_dir), *extra,
     ]

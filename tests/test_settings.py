@@ -1,4 +1,6 @@
 """The one place that decides where data and figures live, and whether a run is reduced."""
+from pathlib import Path
+
 import pytest
 
 from going_modular import settings
@@ -36,3 +38,9 @@ def test_a_reduced_run_never_writes_over_committed_figures_or_saved_models(monke
     root = settings.get_repository_root()
     for folder in (settings.get_images_dir(), settings.get_models_dir()):
         assert folder.is_dir() and root not in folder.parents
+
+
+def test_display_path_hides_the_folders_of_the_machine_inside_the_repository(tmp_path):
+    root = settings.get_repository_root()
+    assert settings.display_path(root / "data" / "pizza_steak_sushi") == str(Path("data") / "pizza_steak_sushi")
+    assert settings.display_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")

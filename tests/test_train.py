@@ -201,3 +201,41 @@ def test_drop_last_leaves_out_the_incomplete_batch(tmp_path):
         ] + (["--drop-last"] if drop_last else []))
     assert len(runs[False]["steps"]["lr"]) == 2 * 3
     assert len(runs[True]["steps"]["lr"]) == 2 * 2
+
+
+def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
+    seen_labels = []
+    real_train_step = train.engine.train_step
+
+    def recording_train_step(model, dataloader, *args, **kwargs):
+        seen_labels.extend(labels for _, labels in dataloader)
+        return real_train_step(model, dataloader, *args, **kwargs)
+
+    monkeypatch.setattr(train.engine, "train_step", recording_train_step)
+    results = train.main([
+        "--epochs", "1", "--image-size", "32", "--patch-size", "16", "--batch-size", "4", "--num-workers", "0",
+        "--num-transformer-layers", "1", "--mixup-alpha", "0.8", "--cutmix-alpha", "1.0",
+        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
+    ])
+    assert seen_labels and all(labels.shape == (4, 2) for labels in seen_labels)  # class probabilities
+    assert any(((labels > 0) & (labels < 1)).any() for labels in seen_labels)       # ... that are mixed
+    assert 0 <= results["metrics"]["train_acc"][0] <= 1
+
+
+def test_an_ema_of_the_weights_is_evaluated_and_saved_without_changing_training(tmp_path):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
+    flags = ["--epochs", "2", "--image-size", "32", "--patch-size", "16", "--batch-size", "4", "--num-workers", "0",
+             "--num-transformer-layers", "1", "--lr", "0.01", "--data-dir", str(data_dir)]
+    plain = train.main(flags + ["--output-dir", str(tmp_path / "plain")])
+    averaged = train.main(flags + ["--output-dir", str(tmp_path / "ema"), "--ema-decay", "0.5"])
+    assert averaged["metrics"]["train_loss"] == plain["metrics"]["train_loss"]  # the same training
+    raw = torch.load(tmp_path / "plain" / "vit_ti_16.pth", weights_only=True)
+    ema = torch.load(tmp_path / "ema" / "vit_ti_16.pth", weights_only=True)
+    assert raw.keys() == ema.keys() and any(not torch.equal(raw[key], ema[key]) for key in raw)
+    model = utils.load_model(train.model_builder.create_vit("vit_ti_16", num_classes=2, img_size=32,
+                                                            num_transformer_layers=1), tmp_path / "ema" / "vit_ti_16.pth")
+    _, test_loader, _ = data_setup.create_dataloaders(data_dir / "train", data_dir / "test",
+                                                      data_setup.manual_transforms(32), batch_size=4, num_workers=0)
+    loss, _ = train.engine.test_step(model, test_loader, torch.nn.CrossEntropyLoss(), "cpu")
+    assert loss == pytest.approx(averaged["metrics"]["test_loss"][-1], rel=1e-6)  # the saved weights were evaluated
