@@ -385,6 +385,12 @@ def _checkpoint_to_resume(args: argparse.Namespace, default_path: Path, config: 
             )
         return None
     path = default_path if args.resume == "auto" else Path(args.resume)
+    finished = args.output_dir / f"{args.model_name or args.model}_results.json"
+    if not path.exists() and finished.exists():
+        raise checkpoint.ResumeError(
+            f"There is no checkpoint at {path}: the run finished (a finished run removes its checkpoint), and its "
+            f"results are in {finished}. To train again, run without --resume."
+        )
     state = checkpoint.load_checkpoint(path)
     differences = checkpoint.config_differences(state["config"], config, ignore=RESUMABLE_CHANGES)
     if differences:

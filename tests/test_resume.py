@@ -132,6 +132,9 @@ def test_a_killed_run_resumes_to_the_same_weights_and_results(uninterrupted, tmp
     results = json.loads((output_dir / "run_results.json").read_text())
     assert results["resumed_after_epochs"] == [2] and len(results["steps"]["lr"]) == 4 * 3  # 12 images, batch 4
     assert not (output_dir / "run_checkpoint.pth").exists()
+    with pytest.raises(SystemExit):  # resuming a finished run says where its results are
+        train.main(_flags(data_dir, output_dir, "--resume"))
+    assert "the run finished" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
