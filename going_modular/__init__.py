@@ -1,7 +1,8 @@
 """going_modular: the reusable code of the Vision Transformer course.
 
     data_setup     download pizza_steak_sushi, load images, build dataloaders
-    model_builder  the ViT of the paper (equations 1-4, Table 1) and its torchvision conversion
+    model_builder  the ViT of the paper (equations 1-4, Table 1)
+    pretrained     other libraries' weights in that ViT (torchvision, timm), named pretrained weights
     engine         training and testing loops (the course's loop, then its options and callbacks)
     checkpoint     save a training run after every epoch and resume it
     recipe         the paper's optimiser, weight-decay groups and learning-rate schedule
@@ -12,7 +13,7 @@
     predictions    predict on image files, with a picture
     plotting       loss curves, image batches, patch grids, feature maps
     shapes         image and patch-grid sizes (an int or a pair); the image-divisible-by-patch check
-    settings       where data lives; whether this is a reduced (test) run
+    settings       where data and pretrained weights live; whether this is a reduced (test) run
     train          the command line: python -m going_modular.train
     distributed    data-parallel training under torchrun (process group, data shards, summed metrics)
     exercises      the check cells of the exercise notebooks

@@ -13,7 +13,8 @@ Section 4.5 of the paper ("Inspecting Vision Transformer") looks inside a traine
             (``attention.mean_attention_distance``) against the layer   -> plot_mean_attention_distance
 
 Every function reads the course's ``model_builder.ViT`` (a torchvision ViT converts with
-``model_builder.vit_from_torchvision``). Notebook 07 draws the three panels for a trained model.
+``pretrained.vit_from_torchvision``; ``pretrained.load_pretrained_vit`` gives ImageNet-trained ViT-Ti/16
+weights). Notebook 07 draws the three panels for a trained model.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _check_vit(model: ViT) -> None:
     if not isinstance(model, ViT):
         raise TypeError(
             f"Expected the course's model_builder.ViT, got {type(model).__name__}. Convert a torchvision "
-            "VisionTransformer first with going_modular.model_builder.vit_from_torchvision(model)."
+            "VisionTransformer first with going_modular.pretrained.vit_from_torchvision(model)."
         )
 
 

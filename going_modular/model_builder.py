@@ -7,19 +7,16 @@ The module reads in the order of the paper's section 3.1:
     equation 3  MLPBlock                      (notebook 03)
     eq. 2 + 3   TransformerEncoderBlock       (notebook 04)
     equation 4  ViT                           (notebook 04)
-then the Table 1 presets (``create_vit``), conversion from torchvision (``vit_from_torchvision``) and
-the pretrained feature extractor of notebook 06 (``create_vit_feature_extractor``).
+then the Table 1 presets (``create_vit``). Loading other libraries' weights into this ViT lives in
+``going_modular.pretrained`` (``vit_from_torchvision``, ``vit_from_timm_state_dict``, ``load_pretrained_vit``).
 """
 from __future__ import annotations
 
 import math
-import warnings
-from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torchvision.ops import StochasticDepth
 
@@ -429,196 +426,23 @@ def create_vit(name: str, num_classes: int = 1000, **overrides) -> ViT:
     return ViT(**{**VIT_PRESETS[name], "num_classes": num_classes, **overrides})
 
 
-def _torchvision_key_map(num_layers: int, has_pre_logits: bool) -> dict[str, str]:
-    """Our parameter names -> torchvision's, for every parameter of the model."""
-    names = {
-        "patch_embedding.patcher.weight": "conv_proj.weight",
-        "patch_embedding.patcher.bias": "conv_proj.bias",
-        "class_token": "class_token",
-        "position_embedding": "encoder.pos_embedding",
-        "norm.weight": "encoder.ln.weight",
-        "norm.bias": "encoder.ln.bias",
-        "head.weight": "heads.head.weight",
-        "head.bias": "heads.head.bias",
-    }
-    if has_pre_logits:
-        names.update({"pre_logits.0.weight": "heads.pre_logits.weight", "pre_logits.0.bias": "heads.pre_logits.bias"})
-    block_names = {
-        "msa_block.layer_norm": "ln_1",
-        "msa_block.qkv": "self_attention.in_proj",  # in_proj_weight / in_proj_bias, see below
-        "msa_block.proj": "self_attention.out_proj",
-        "mlp_block.layer_norm": "ln_2",
-        "mlp_block.mlp.0": "mlp.0",
-        "mlp_block.mlp.3": "mlp.3",
-    }
-    for i in range(num_layers):
-        for ours, theirs in block_names.items():
-            for kind in ("weight", "bias"):
-                separator = "_" if ours == "msa_block.qkv" else "."
-                names[f"transformer_encoder.{i}.{ours}.{kind}"] = f"encoder.layers.encoder_layer_{i}.{theirs}{separator}{kind}"
-    return names
+# Pretrained weights moved to going_modular.pretrained (issue 11). For one release these names stay
+# importable from here, so that notebooks and learners' code keep working; they are looked up on first
+# use, because pretrained imports this module.
+_MOVED_TO_PRETRAINED = frozenset({
+    "vit_from_torchvision",
+    "create_vit_feature_extractor",
+    "resize_position_embedding",
+    "PretrainedWeightsUnavailableError",
+    "RandomWeightsWarning",
+    "_load_pretrained_vit_b_16",
+    "_torchvision_key_map",
+})
 
 
-def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
-    """Return this module's ViT holding the weights of a torchvision VisionTransformer.
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_PRETRAINED:
+        from going_modular import pretrained
 
-    Works for any depth, width, image size, patch size and number of classes; in eval mode both models
-    give the same logits (to float32 rounding). This is how notebook 06 runs ImageNet-pretrained
-    weights inside the ViT the course builds.
-
-    Args:
-        tv_model: e.g. ``torchvision.models.vit_b_16(weights=ViT_B_16_Weights.DEFAULT)``.
-
-    Returns:
-        A ViT in the same training/eval mode, on the same device and dtype as ``tv_model``.
-
-    Raises:
-        TypeError: ``tv_model`` is not a torchvision VisionTransformer.
-        ValueError: it uses a convolutional stem (not the paper's equation 1) or a parameter does not fit.
-    """
-    if not isinstance(tv_model, torchvision.models.VisionTransformer):
-        raise TypeError(f"Expected a torchvision.models.VisionTransformer, got {type(tv_model).__name__}.")
-    if not isinstance(tv_model.conv_proj, nn.Conv2d):
-        raise ValueError("This torchvision ViT uses a convolutional stem (conv_stem_configs), which equation 1 does not have.")
-    first_block = tv_model.encoder.layers[0]
-    has_pre_logits = hasattr(tv_model.heads, "pre_logits")
-    model = ViT(
-        img_size=tv_model.image_size,
-        in_channels=tv_model.conv_proj.in_channels,
-        patch_size=tv_model.patch_size,
-        num_transformer_layers=len(tv_model.encoder.layers),
-        embedding_dim=tv_model.hidden_dim,
-        mlp_size=tv_model.mlp_dim,
-        num_heads=first_block.num_heads,
-        num_classes=tv_model.heads.head.out_features,
-        attn_dropout=tv_model.attention_dropout,
-        proj_dropout=tv_model.dropout,
-        mlp_dropout=tv_model.dropout,
-        embedding_dropout=tv_model.dropout,
-        qkv_bias=first_block.self_attention.in_proj_bias is not None,
-        representation_size=tv_model.heads.pre_logits.out_features if has_pre_logits else None,
-    )
-    theirs = tv_model.state_dict()
-    key_map = _torchvision_key_map(len(tv_model.encoder.layers), has_pre_logits)
-    ours = model.state_dict()
-    unmapped = set(theirs) - set(key_map.values())
-    if set(key_map) != set(ours) or unmapped:
-        raise ValueError(f"Parameters that do not map between the two models: {sorted(unmapped)[:5]}")
-    with torch.no_grad():
-        for our_name, their_name in key_map.items():
-            if ours[our_name].shape != theirs[their_name].shape:
-                raise ValueError(
-                    f"Shape mismatch: {our_name} {tuple(ours[our_name].shape)} vs "
-                    f"{their_name} {tuple(theirs[their_name].shape)}."
-                )
-            ours[our_name].copy_(theirs[their_name])
-    reference = next(tv_model.parameters())
-    return model.to(device=reference.device, dtype=reference.dtype).train(tv_model.training)
-
-
-def resize_position_embedding(position_embedding: torch.Tensor, grid_size: ImageSize) -> torch.Tensor:
-    """Resize learned position embeddings to a new patch grid, as in the paper's section 3.2.
-
-    "We therefore perform 2D interpolation of the pre-trained position embeddings, according to their
-    location in the original image": the patch positions are laid out on their square grid and resized
-    bicubically; the class token's embedding is kept as it is. Used to fine-tune at a higher resolution
-    (224 -> 384 pixels with P = 16 is a 14 x 14 -> 24 x 24 grid).
-
-    Args:
-        position_embedding: [1, 1 + N, D], the class token's position first (``ViT.position_embedding``).
-        grid_size: the new grid (rows, columns) of patches, or one int for a square grid.
-
-    Returns:
-        [1, 1 + rows * columns, D]; the input itself when the grid is unchanged.
-
-    Raises:
-        ValueError: the input is not [1, 1 + N, D] with N a square number, or ``grid_size`` is not positive.
-    """
-    rows, columns = to_pair(grid_size, name="grid_size")
-    if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
-        raise ValueError(f"Expected a position embedding of shape [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
-    class_position, patch_positions = position_embedding[:, :1], position_embedding[:, 1:]
-    old_side = math.isqrt(patch_positions.shape[1])
-    if old_side * old_side != patch_positions.shape[1]:
-        raise ValueError(f"The {patch_positions.shape[1]} patch positions do not form a square grid.")
-    if (old_side, old_side) == (rows, columns):
-        return position_embedding
-    grid = patch_positions.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
-    grid = F.interpolate(grid, size=(rows, columns), mode="bicubic", align_corners=False)
-    patch_positions = grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)
-    return torch.cat((class_position, patch_positions), dim=1)
-
-
-class PretrainedWeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be downloaded (usually: no internet)."""
-
-
-class RandomWeightsWarning(UserWarning):
-    """A model that should be pretrained is running with random weights."""
-
-
-def _load_pretrained_vit_b_16(
-    weights: torchvision.models.ViT_B_16_Weights, allow_random_weights: bool
-) -> tuple[torchvision.models.VisionTransformer, bool]:
-    try:
-        return torchvision.models.vit_b_16(weights=weights), True
-    except (OSError, RuntimeError) as error:  # URLError is an OSError; a truncated file is a RuntimeError
-        cache = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
-        message = (
-            f"Could not load the pretrained weights {weights} from {weights.url} ({error}). "
-            f"This machine is probably offline. Either run where the internet is reachable (e.g. Colab), "
-            f"or download that file elsewhere and put it at {cache}, or, to carry on without transfer "
-            f"learning, pass allow_random_weights=True (every result is then from RANDOM weights)."
-        )
-        if not allow_random_weights:
-            raise PretrainedWeightsUnavailableError(message) from error
-    warnings.warn(
-        "\n" + "!" * 78 + "\nPRETRAINED WEIGHTS UNAVAILABLE: the ViT-B/16 backbone has RANDOM weights.\n"
-        "Nothing trained on top of it is a transfer-learning result.\n" + message + "\n" + "!" * 78,
-        RandomWeightsWarning,
-        stacklevel=3,
-    )
-    # The same architecture as the weights would have given: SWAG's weights are for 384 x 384 images.
-    return torchvision.models.vit_b_16(weights=None, image_size=weights.meta["min_size"][0]), False
-
-
-def create_vit_feature_extractor(
-    num_classes: int,
-    weights: Union[str, torchvision.models.ViT_B_16_Weights, None] = "DEFAULT",
-    device: Union[str, torch.device, None] = None,
-    allow_random_weights: bool = False,
-) -> tuple[torchvision.models.VisionTransformer, nn.Module]:
-    """torchvision's ViT-B/16 with pretrained weights, backbone frozen, and a new trainable head.
-
-    Args:
-        num_classes: outputs of the new, zero-initialised head (3 for pizza, steak, sushi: 768 * 3 + 3 = 2,307
-            parameters).
-        weights: a ``ViT_B_16_Weights`` member or its name ("DEFAULT", "IMAGENET1K_V1", ...); None
-            builds random weights on purpose.
-        device: where to put the model (default: leave it on the CPU).
-        allow_random_weights: if the weights cannot be downloaded, continue with random weights and a
-            ``RandomWeightsWarning`` instead of raising. Off by default: never silently.
-
-    Returns:
-        ``(model, transforms)``: the model (its attribute ``pretrained`` says whether the weights
-        loaded) and the preprocessing the weights were trained with (``weights.transforms()``).
-
-    Raises:
-        PretrainedWeightsUnavailableError: the weights could not be downloaded and
-            ``allow_random_weights`` is False. The message says what to do.
-    """
-    weights = torchvision.models.ViT_B_16_Weights.verify(weights)
-    if weights is None:
-        model, pretrained = torchvision.models.vit_b_16(weights=None), False
-    else:
-        model, pretrained = _load_pretrained_vit_b_16(weights, allow_random_weights)
-    model.requires_grad_(False)
-    # Same layout as torchvision's own head, so vit_from_torchvision can convert the result; zero-initialised
-    # as the paper's fine-tuning head (section 3.2).
-    model.heads = nn.Sequential(OrderedDict(head=nn.Linear(model.hidden_dim, num_classes)))
-    nn.init.zeros_(model.heads.head.weight)
-    nn.init.zeros_(model.heads.head.bias)
-    model.num_classes = num_classes
-    model.pretrained = pretrained
-    transforms = (weights or torchvision.models.ViT_B_16_Weights.DEFAULT).transforms()
-    return (model.to(device) if device is not None else model), transforms
+        return getattr(pretrained, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""Where the course keeps its data, and whether this is a reduced run.
+"""Where the course keeps its data and pretrained weights, and whether this is a reduced run.
 
-Both decisions are made here, once, and read by the notebooks, the scripts and the tests alike.
+Each decision is made here, once, and read by the notebooks, the scripts and the tests alike.
 
 Data directory (``get_data_dir``):
     1. the environment variable ``VIT_COURSE_DATA_DIR`` when it is set;
@@ -8,6 +8,12 @@ Data directory (``get_data_dir``):
        repository (a notebook in ``notebooks/``, a script at the root, ``pip install -e .``);
     3. otherwise ``./data`` under the current working directory (for example ``/content/data``
        in Colab after a plain ``pip install`` of the repository).
+
+Weights directory (``get_weights_dir``), where pretrained weights are kept (never committed):
+    1. the environment variable ``VIT_COURSE_WEIGHTS_DIR`` when it is set;
+    2. otherwise ``<repository>/weights`` in a checkout of the repository;
+    3. otherwise ``./weights`` under the current working directory.
+    ``pretrained.load_pretrained_vit`` downloads there when the file is missing (in Colab, say).
 
 Reduced run (``is_reduced_run``):
     The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few batches for
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
 
 DATA_DIR_ENV = "VIT_COURSE_DATA_DIR"
 REDUCED_RUN_ENV = "VIT_COURSE_REDUCED"
+WEIGHTS_DIR_ENV = "VIT_COURSE_WEIGHTS_DIR"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPOSITORY_ROOT = _PACKAGE_DIR.parent
@@ -48,6 +55,17 @@ def get_data_dir() -> Path:
     if root is not None:
         return root / "data"
     return Path.cwd() / "data"
+
+
+def get_weights_dir() -> Path:
+    """Return the folder that holds pretrained weights files (see the module docstring for the order)."""
+    override = os.environ.get(WEIGHTS_DIR_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    root = get_repository_root()
+    if root is not None:
+        return root / "weights"
+    return Path.cwd() / "weights"
 
 
 def get_images_dir() -> Path:

@@ -1,9 +1,6 @@
-"""The ViT of going_modular.model_builder: shapes of equations 1-4, Table 1 counts, torchvision parity."""
-import urllib.error
-
+"""The ViT of going_modular.model_builder: shapes of equations 1-4, Table 1 counts (parity: test_pretrained.py)."""
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 from going_modular import model_builder
@@ -15,8 +12,6 @@ from going_modular.model_builder import (
     TransformerEncoderBlock,
     ViT,
     create_vit,
-    create_vit_feature_extractor,
-    vit_from_torchvision,
 )
 
 TINY = dict(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=24, mlp_size=48, num_heads=4)
@@ -235,119 +230,19 @@ def test_small_presets_build_and_unknown_name_is_refused():
         create_vit("vit_x")
 
 
-# Parity with torchvision
-def _randomised(model: nn.Module, seed: int) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    return model.eval()
+# Pretrained weights moved to going_modular.pretrained (tested in test_pretrained.py); the old names stay
+# importable from model_builder for one release.
+@pytest.mark.parametrize("name", ["vit_from_torchvision", "create_vit_feature_extractor", "resize_position_embedding",
+                                  "PretrainedWeightsUnavailableError", "RandomWeightsWarning", "_torchvision_key_map"])
+def test_moved_pretrained_names_still_import_from_model_builder(name):
+    from going_modular import pretrained
+
+    assert getattr(model_builder, name) is getattr(pretrained, name)
 
 
-@pytest.mark.parametrize("config", [
-    dict(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5),
-    dict(image_size=48, patch_size=16, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=20, num_classes=7),
-    dict(image_size=30, patch_size=5, num_layers=1, num_heads=3, hidden_dim=12, mlp_dim=24, num_classes=2,
-         representation_size=8),
-])
-def test_torchvision_parity_on_small_configurations(config):
-    reference = _randomised(torchvision.models.VisionTransformer(**config), seed=1)
-    ours = vit_from_torchvision(reference)
-    assert not ours.training and count(ours) == count(reference)
-    images = torch.randn(3, 3, config["image_size"], config["image_size"])
-    with torch.no_grad():
-        expected = reference(images)
-        assert expected.abs().max() > 0.1  # the comparison is not of zeros
-        assert (ours(images) - expected).abs().max() <= 1e-5
-        assert (ours(images, return_attention=True)[0] - expected).abs().max() <= 1e-5
-
-
-def test_torchvision_parity_vit_b_16():
-    torch.manual_seed(0)
-    reference = torchvision.models.vit_b_16().eval()
-    nn.init.normal_(reference.heads.head.weight, std=0.05)  # logits of a few units, not zeros
-    ours = vit_from_torchvision(reference)
-    images = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():  # torchvision's inference fast path: a different kernel, float32 rounding apart
-        expected = reference(images)
-        assert expected.abs().max() > 1.0
-        assert (ours(images) - expected).abs().max() <= 1e-5
-    # With gradients on, torchvision runs the same fused attention kernel as ours: equal to float32
-    # rounding (a different BLAS may sum in another order, so not bit for bit).
-    torch.testing.assert_close(ours(images), reference(images), atol=1e-5, rtol=0)
-
-
-def test_vit_from_torchvision_refuses_other_models():
-    with pytest.raises(TypeError, match="VisionTransformer"):
-        vit_from_torchvision(nn.Linear(2, 2))
-
-
-# The pretrained feature extractor of notebook 06 (offline here: the download is simulated to fail)
-@pytest.fixture
-def offline(monkeypatch):
-    def refuse(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)
-
-
-def test_feature_extractor_offline_raises_clear_error(offline):
-    with pytest.raises(model_builder.PretrainedWeightsUnavailableError, match="allow_random_weights=True") as info:
-        create_vit_feature_extractor(num_classes=3)
-    assert "https://download.pytorch.org/models/vit_b_16" in str(info.value)
-
-
-def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
-    with pytest.warns(model_builder.RandomWeightsWarning, match="RANDOM weights"):
-        model, transforms = create_vit_feature_extractor(num_classes=3, allow_random_weights=True)
-    assert model.pretrained is False
-    assert count(model, trainable_only=True) == 2_307
-    assert torch.count_nonzero(model.heads.head.weight) == 0  # the paper's zero-initialised head
-    assert transforms(torch.rand(3, 300, 260)).shape == (3, 224, 224)
-    assert model(torch.randn(1, 3, 224, 224)).shape == (1, 3)
-    assert count(vit_from_torchvision(model)) == count(model)  # the new head converts like any other
-
-
-def test_feature_extractor_offline_opt_in_keeps_the_weights_resolution(offline):
-    # SWAG's end-to-end weights are for 384 x 384 images: the random stand-in must be built for 384 too.
-    with pytest.warns(model_builder.RandomWeightsWarning):
-        model, transforms = create_vit_feature_extractor(3, weights="IMAGENET1K_SWAG_E2E_V1", allow_random_weights=True)
-    assert model.image_size == 384
-    assert transforms(torch.rand(3, 500, 400)).shape == (3, 384, 384)
-    assert model(transforms(torch.rand(3, 500, 400)).unsqueeze(0)).shape == (1, 3)
-
-
-def test_resize_position_embedding_keeps_class_token_and_constants():
-    position_embedding = torch.randn(1, 1 + 14 * 14, 8)
-    position_embedding[:, 1:, 0] = 0.25  # a constant feature stays constant under interpolation
-    resized = model_builder.resize_position_embedding(position_embedding, 24)
-    assert resized.shape == (1, 1 + 24 * 24, 8)
-    assert torch.equal(resized[:, 0], position_embedding[:, 0])
-    torch.testing.assert_close(resized[:, 1:, 0], torch.full((1, 576), 0.25))
-    assert model_builder.resize_position_embedding(position_embedding, (14, 14)) is position_embedding
-
-
-def test_resize_position_embedding_follows_the_grid_layout():
-    # One embedding dimension holds the row index: after resizing it must still increase down the rows.
-    rows = torch.arange(4.0).repeat_interleave(4)
-    position_embedding = torch.cat((torch.zeros(1, 1, 1), rows.reshape(1, 16, 1)), dim=1)
-    resized = model_builder.resize_position_embedding(position_embedding, (8, 2))[0, 1:, 0].reshape(8, 2)
-    assert torch.all(resized[1:, 0] >= resized[:-1, 0]) and torch.allclose(resized[:, 0], resized[:, 1])
-
-
-def test_resize_position_embedding_lets_a_model_run_at_a_new_resolution():
-    model = ViT(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2).eval()
-    bigger = ViT(img_size=48, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2)
-    state = model.state_dict()
-    state["position_embedding"] = model_builder.resize_position_embedding(state["position_embedding"], 6)
-    bigger.load_state_dict(state)
-    assert bigger.eval()(torch.randn(2, 3, 48, 48)).shape == (2, 1000)
-
-
-@pytest.mark.parametrize("bad", [torch.zeros(1, 1 + 15, 4), torch.zeros(2, 17, 4), torch.zeros(17, 4)])
-def test_resize_position_embedding_rejects_bad_shapes(bad):
-    with pytest.raises(ValueError, match="square grid|Expected a position embedding"):
-        model_builder.resize_position_embedding(bad, 4)
+def test_model_builder_still_refuses_unknown_names():
+    with pytest.raises(AttributeError, match="no attribute 'vit_from_nowhere'"):
+        model_builder.vit_from_nowhere
 
 
 # The hybrid model (section 3.1)

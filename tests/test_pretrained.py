@@ -1,0 +1,463 @@
+"""going_modular.pretrained: other libraries' weights in the course's ViT, and the named pretrained weights.
+
+Offline and fast: downloads are simulated (requests.get is replaced), tiny timm-layout files are made
+here, and the tests on the real ViT-Ti/16 weights skip with a reason when the file is not staged
+(``.ci/run`` copies it from ../shared/weights/ to where ``settings.get_weights_dir()`` finds it).
+"""
+import urllib.error
+from pathlib import Path
+
+import pytest
+import requests
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+from going_modular import pretrained, settings
+from going_modular.data_setup import load_image
+from going_modular.model_builder import ViT
+from going_modular.pretrained import (
+    PretrainedWeights,
+    PretrainedWeightsFileError,
+    PretrainedWeightsUnavailableError,
+    create_vit_feature_extractor,
+    load_pretrained_vit,
+    vit_from_timm_state_dict,
+    vit_from_torchvision,
+)
+
+VIT_TI_PARAMETERS = 5_717_416  # the shared file's count (its README), 1000-class head included
+
+
+def count(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any download a test did not simulate fails the test instead of reaching the internet."""
+    def refuse(url, *args, **kwargs):
+        pytest.fail(f"A test tried to download {url}.")
+
+    monkeypatch.setattr(requests, "get", refuse)
+
+
+# Parity with torchvision
+def _randomised(model: nn.Module, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", [
+    dict(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5),
+    dict(image_size=48, patch_size=16, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=20, num_classes=7),
+    dict(image_size=30, patch_size=5, num_layers=1, num_heads=3, hidden_dim=12, mlp_dim=24, num_classes=2,
+         representation_size=8),
+])
+def test_torchvision_parity_on_small_configurations(config):
+    reference = _randomised(torchvision.models.VisionTransformer(**config), seed=1)
+    ours = vit_from_torchvision(reference)
+    assert not ours.training and count(ours) == count(reference)
+    images = torch.randn(3, 3, config["image_size"], config["image_size"])
+    with torch.no_grad():
+        expected = reference(images)
+        assert expected.abs().max() > 0.1  # the comparison is not of zeros
+        assert (ours(images) - expected).abs().max() <= 1e-5
+        assert (ours(images, return_attention=True)[0] - expected).abs().max() <= 1e-5
+
+
+def test_torchvision_parity_vit_b_16():
+    torch.manual_seed(0)
+    reference = torchvision.models.vit_b_16().eval()
+    nn.init.normal_(reference.heads.head.weight, std=0.05)  # logits of a few units, not zeros
+    ours = vit_from_torchvision(reference)
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():  # torchvision's inference fast path: a different kernel, float32 rounding apart
+        expected = reference(images)
+        assert expected.abs().max() > 1.0
+        assert (ours(images) - expected).abs().max() <= 1e-5
+    # With gradients on, torchvision runs the same fused attention kernel as ours: equal to float32
+    # rounding (a different BLAS may sum in another order, so not bit for bit).
+    torch.testing.assert_close(ours(images), reference(images), atol=1e-5, rtol=0)
+
+
+def test_vit_from_torchvision_refuses_other_models():
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        vit_from_torchvision(nn.Linear(2, 2))
+
+
+# The pretrained feature extractor of notebook 06 (offline here: the download is simulated to fail)
+@pytest.fixture
+def offline(monkeypatch):
+    def refuse(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", refuse)
+
+
+def test_feature_extractor_offline_raises_clear_error(offline):
+    with pytest.raises(pretrained.PretrainedWeightsUnavailableError, match="allow_random_weights=True") as info:
+        create_vit_feature_extractor(num_classes=3)
+    assert "https://download.pytorch.org/models/vit_b_16" in str(info.value)
+
+
+def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
+    with pytest.warns(pretrained.RandomWeightsWarning, match="RANDOM weights"):
+        model, transforms = create_vit_feature_extractor(num_classes=3, allow_random_weights=True)
+    assert model.pretrained is False
+    assert count(model, trainable_only=True) == 2_307
+    assert torch.count_nonzero(model.heads.head.weight) == 0  # the paper's zero-initialised head
+    assert transforms(torch.rand(3, 300, 260)).shape == (3, 224, 224)
+    assert model(torch.randn(1, 3, 224, 224)).shape == (1, 3)
+    assert count(vit_from_torchvision(model)) == count(model)  # the new head converts like any other
+
+
+def test_feature_extractor_offline_opt_in_keeps_the_weights_resolution(offline):
+    # SWAG's end-to-end weights are for 384 x 384 images: the random stand-in must be built for 384 too.
+    with pytest.warns(pretrained.RandomWeightsWarning):
+        model, transforms = create_vit_feature_extractor(3, weights="IMAGENET1K_SWAG_E2E_V1", allow_random_weights=True)
+    assert model.image_size == 384
+    assert transforms(torch.rand(3, 500, 400)).shape == (3, 384, 384)
+    assert model(transforms(torch.rand(3, 500, 400)).unsqueeze(0)).shape == (1, 3)
+
+
+def test_resize_position_embedding_keeps_class_token_and_constants():
+    position_embedding = torch.randn(1, 1 + 14 * 14, 8)
+    position_embedding[:, 1:, 0] = 0.25  # a constant feature stays constant under interpolation
+    resized = pretrained.resize_position_embedding(position_embedding, 24)
+    assert resized.shape == (1, 1 + 24 * 24, 8)
+    assert torch.equal(resized[:, 0], position_embedding[:, 0])
+    torch.testing.assert_close(resized[:, 1:, 0], torch.full((1, 576), 0.25))
+    assert pretrained.resize_position_embedding(position_embedding, (14, 14)) is position_embedding
+
+
+def test_resize_position_embedding_follows_the_grid_layout():
+    # One embedding dimension holds the row index: after resizing it must still increase down the rows.
+    rows = torch.arange(4.0).repeat_interleave(4)
+    position_embedding = torch.cat((torch.zeros(1, 1, 1), rows.reshape(1, 16, 1)), dim=1)
+    resized = pretrained.resize_position_embedding(position_embedding, (8, 2))[0, 1:, 0].reshape(8, 2)
+    assert torch.all(resized[1:, 0] >= resized[:-1, 0]) and torch.allclose(resized[:, 0], resized[:, 1])
+
+
+def test_resize_position_embedding_lets_a_model_run_at_a_new_resolution():
+    model = ViT(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2).eval()
+    bigger = ViT(img_size=48, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2)
+    state = model.state_dict()
+    state["position_embedding"] = pretrained.resize_position_embedding(state["position_embedding"], 6)
+    bigger.load_state_dict(state)
+    assert bigger.eval()(torch.randn(2, 3, 48, 48)).shape == (2, 1000)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(1, 1 + 15, 4), torch.zeros(2, 17, 4), torch.zeros(17, 4)])
+def test_resize_position_embedding_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError, match="square grid|Expected a position embedding"):
+        pretrained.resize_position_embedding(bad, 4)
+
+
+# timm's layout -> the course's ViT
+def _random_timm_state_dict(image_size: int, patch_size: int, depth: int, width: int, mlp_size: int,
+                            num_classes: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors with the names and shapes of a timm ViT (norm weights near 1, the rest near 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = {
+        "cls_token": (1, 1, width),
+        "pos_embed": (1, 1 + (image_size // patch_size) ** 2, width),
+        "patch_embed.proj.weight": (width, 3, patch_size, patch_size),
+        "patch_embed.proj.bias": (width,),
+        "norm.weight": (width,), "norm.bias": (width,),
+        "head.weight": (num_classes, width), "head.bias": (num_classes,),
+    }
+    for i in range(depth):
+        for name, shape in {"norm1": (width,), "attn.qkv": (3 * width, width), "attn.proj": (width, width),
+                            "norm2": (width,), "mlp.fc1": (mlp_size, width), "mlp.fc2": (width, mlp_size)}.items():
+            shapes[f"blocks.{i}.{name}.weight"] = shape
+            shapes[f"blocks.{i}.{name}.bias"] = shape[:1]
+    tensors = {name: 0.1 * torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+    for name in tensors:
+        if "norm" in name and name.endswith("weight"):
+            tensors[name] += 1.0
+    return tensors
+
+
+def _timm_to_torchvision(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's names -> torchvision's (the test's own mapping, independent of the package's)."""
+    renamed = {
+        "class_token": state_dict["cls_token"],
+        "encoder.pos_embedding": state_dict["pos_embed"],
+        "conv_proj.weight": state_dict["patch_embed.proj.weight"],
+        "conv_proj.bias": state_dict["patch_embed.proj.bias"],
+        "encoder.ln.weight": state_dict["norm.weight"],
+        "encoder.ln.bias": state_dict["norm.bias"],
+        "heads.head.weight": state_dict["head.weight"],
+        "heads.head.bias": state_dict["head.bias"],
+    }
+    depth = len({key.split(".")[1] for key in state_dict if key.startswith("blocks.")})
+    for i in range(depth):
+        for kind in ("weight", "bias"):
+            for timm_name, torchvision_name in [("norm1.", "ln_1."), ("attn.qkv.", "self_attention.in_proj_"),
+                                                ("attn.proj.", "self_attention.out_proj."), ("norm2.", "ln_2."),
+                                                ("mlp.fc1.", "mlp.0."), ("mlp.fc2.", "mlp.3.")]:
+                theirs = f"encoder.layers.encoder_layer_{i}.{torchvision_name}{kind}"
+                renamed[theirs] = state_dict[f"blocks.{i}.{timm_name}{kind}"]
+    return renamed
+
+
+def _torchvision_reference(state_dict: dict[str, torch.Tensor], num_heads: int) -> torchvision.models.VisionTransformer:
+    width = state_dict["cls_token"].shape[-1]
+    patch_size = state_dict["patch_embed.proj.weight"].shape[-1]
+    reference = torchvision.models.VisionTransformer(
+        image_size=int((state_dict["pos_embed"].shape[1] - 1) ** 0.5) * patch_size,
+        patch_size=patch_size,
+        num_layers=len({key.split(".")[1] for key in state_dict if key.startswith("blocks.")}),
+        num_heads=num_heads,
+        hidden_dim=width,
+        mlp_dim=state_dict["blocks.0.mlp.fc1.weight"].shape[0],
+        num_classes=state_dict["head.weight"].shape[0],
+    )
+    reference.load_state_dict(_timm_to_torchvision(state_dict), strict=True)
+    return reference.eval()
+
+
+def _assert_same_logits(ours: ViT, reference: nn.Module, image_size: int) -> None:
+    images = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(images)
+        assert expected.abs().max() > 0.1  # the comparison is not of zeros
+        assert (ours(images) - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("shape, num_heads", [
+    (dict(image_size=32, patch_size=8, depth=2, width=24, mlp_size=40, num_classes=5), 4),  # heads given
+    (dict(image_size=48, patch_size=16, depth=3, width=384, mlp_size=64, num_classes=7), None),  # ViT-S's 6 heads
+])
+def test_timm_state_dict_gives_torchvision_logits_on_random_tensors(shape, num_heads):
+    state_dict = _random_timm_state_dict(**shape)
+    ours = vit_from_timm_state_dict(state_dict, num_heads=num_heads)
+    assert not ours.training and ours.img_size == (shape["image_size"],) * 2 and ours.patch_size == shape["patch_size"]
+    assert len(ours.transformer_encoder) == shape["depth"] and ours.head.out_features == shape["num_classes"]
+    assert ours.transformer_encoder[0].msa_block.num_heads == (num_heads or 6)
+    _assert_same_logits(ours, _torchvision_reference(state_dict, num_heads or 6), shape["image_size"])
+
+
+@pytest.fixture(scope="module")
+def vit_ti_state_dict() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    path = pretrained.pretrained_weights_path("vit_ti_16_augreg")
+    if not path.is_file():
+        pytest.skip(f"The ViT-Ti/16 weights are not at {path}; .ci/run stages them from ../shared/weights/.")
+    return load_file(path)
+
+
+def test_timm_state_dict_gives_torchvision_logits_on_the_shared_vit_ti_weights(vit_ti_state_dict):
+    ours = vit_from_timm_state_dict(vit_ti_state_dict)  # 3 heads: the default for D = 192
+    assert count(ours) == VIT_TI_PARAMETERS
+    _assert_same_logits(ours, _torchvision_reference(vit_ti_state_dict, num_heads=3), 224)
+
+
+def test_a_new_head_is_zero_and_keeps_the_backbone():
+    state_dict = _random_timm_state_dict(32, 8, 2, 24, 40, num_classes=5)
+    with_checkpoint_head = vit_from_timm_state_dict(state_dict, num_heads=4)
+    with_new_head = vit_from_timm_state_dict(state_dict, num_classes=3, num_heads=4)
+    assert with_new_head.head.weight.shape == (3, 24) and torch.count_nonzero(with_new_head.head.weight) == 0
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(with_new_head.forward_features(images), with_checkpoint_head.forward_features(images))
+        assert torch.count_nonzero(with_new_head(images)) == 0  # zero head: every class starts equal (section 3.2)
+    del state_dict["head.weight"], state_dict["head.bias"]  # a headless checkpoint needs a new head
+    assert vit_from_timm_state_dict(state_dict, num_classes=3, num_heads=4).head.out_features == 3
+    with pytest.raises(ValueError, match=r"no head \(head.weight\): pass num_classes"):
+        vit_from_timm_state_dict(state_dict, num_heads=4)
+
+
+def test_the_number_of_heads_is_asked_for_when_the_width_is_not_a_presets():
+    with pytest.raises(ValueError, match=r"D = 24 is none of the presets' .*pass num_heads"):
+        vit_from_timm_state_dict(_random_timm_state_dict(32, 8, 1, 24, 40, num_classes=5))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda sd: sd.pop("blocks.1.mlp.fc2.bias"), r"missing \['blocks.1.mlp.fc2.bias'\]"),
+    (lambda sd: sd.update({"fc_norm.weight": torch.ones(24)}), r"unexpected \['fc_norm.weight'\]"),
+    (lambda sd: sd.update({"blocks.0.attn.proj.weight": torch.zeros(24, 12)}),
+     r"Shape mismatch: transformer_encoder.0.msa_block.proj.weight \(24, 24\) vs blocks.0.attn.proj.weight \(24, 12\)"),
+    (lambda sd: sd.update({"pos_embed": torch.zeros(1, 1 + 15, 24)}), "15 patch positions, not a square grid"),
+    (lambda sd: sd.pop("cls_token"), "no 'cls_token'"),
+])
+def test_tensors_that_do_not_fit_are_named(damage, message):
+    state_dict = _random_timm_state_dict(32, 8, 2, 24, 40, num_classes=5)
+    damage(state_dict)
+    with pytest.raises(ValueError, match=message):
+        vit_from_timm_state_dict(state_dict, num_heads=4)
+
+
+# Where the weights live (settings.get_weights_dir)
+def test_weights_dir_order_environment_then_repository_then_working_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.WEIGHTS_DIR_ENV, str(tmp_path / "mine"))
+    assert settings.get_weights_dir() == tmp_path / "mine"
+    assert pretrained.pretrained_weights_path() == tmp_path / "mine" / "vit_tiny_patch16_224.safetensors"
+    monkeypatch.delenv(settings.WEIGHTS_DIR_ENV)
+    assert settings.get_weights_dir() == settings.get_repository_root() / "weights"
+    monkeypatch.setattr(settings, "get_repository_root", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    assert settings.get_weights_dir() == tmp_path / "weights"
+
+
+def test_weights_folder_is_ignored_by_git():
+    root = settings.get_repository_root()
+    assert "weights/" in (root / ".gitignore").read_text().splitlines()
+
+
+# load_pretrained_vit, on a tiny registry entry so that nothing large is written
+TINY_SHAPE = dict(image_size=32, patch_size=8, depth=2, width=24, mlp_size=40, num_classes=5)
+
+
+@pytest.fixture
+def tiny_weights(monkeypatch, tmp_path) -> PretrainedWeights:
+    """A registry entry "tiny" for a 2-block ViT, its weights folder an empty temporary one."""
+    entry = PretrainedWeights(
+        url="https://example.org/tiny/model.safetensors",
+        file_name="tiny.safetensors",
+        architecture=dict(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=24, mlp_size=40,
+                          num_heads=4, num_classes=5),
+        resize_size=36,
+        interpolation=torchvision.transforms.InterpolationMode.BICUBIC,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        source="random tensors made by the test",
+    )
+    monkeypatch.setitem(pretrained.PRETRAINED_WEIGHTS, "tiny", entry)
+    monkeypatch.setenv(settings.WEIGHTS_DIR_ENV, str(tmp_path))
+    return entry
+
+
+class _FakeResponse:
+    """Just enough of a streamed requests.Response for data_setup's downloader."""
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.body, self.status_code = body, status_code
+        self.ok, self.reason = status_code < 400, "OK" if status_code < 400 else "Not Found"
+        self.headers = {"Content-Length": str(len(body))}
+
+    def iter_content(self, chunk_size: int):
+        for start in range(0, len(self.body), chunk_size):
+            yield self.body[start:start + chunk_size]
+
+    def __enter__(self) -> "_FakeResponse":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
+def _tiny_file_bytes(tmp_path: Path, **shape) -> bytes:
+    source = tmp_path / "made_by_the_test.safetensors"
+    save_file(_random_timm_state_dict(**{**TINY_SHAPE, **shape}), source)
+    body = source.read_bytes()
+    source.unlink()
+    return body
+
+
+def test_missing_weights_are_downloaded_once_to_the_weights_dir(tiny_weights, tmp_path, monkeypatch):
+    body, urls = _tiny_file_bytes(tmp_path), []
+    monkeypatch.setattr(requests, "get", lambda url, **kwargs: urls.append(url) or _FakeResponse(body))
+    model, _ = load_pretrained_vit("tiny")
+    assert urls == [tiny_weights.url] and (tmp_path / "tiny.safetensors").read_bytes() == body
+    assert model.head.out_features == 5 and count(model, trainable_only=True) == 24 * 5 + 5
+    load_pretrained_vit("tiny")  # found locally this time
+    assert urls == [tiny_weights.url]
+
+
+@pytest.mark.parametrize("failure", [
+    requests.ConnectionError("[Errno -3] Temporary failure in name resolution"),
+    _FakeResponse(b"Not Found", status_code=404),
+])
+def test_offline_without_a_local_copy_says_where_to_put_the_file(tiny_weights, tmp_path, monkeypatch, failure):
+    def get(url, **kwargs):
+        if isinstance(failure, Exception):
+            raise failure
+        return failure
+
+    monkeypatch.setattr(requests, "get", get)
+    with pytest.raises(PretrainedWeightsUnavailableError) as info:
+        load_pretrained_vit("tiny")
+    message = str(info.value)
+    assert tiny_weights.url in message and str(tmp_path / "tiny.safetensors") in message
+    assert settings.WEIGHTS_DIR_ENV in message and "no fallback to random weights" in message
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+
+@pytest.mark.parametrize("make_file, message", [
+    (lambda body: body[: len(body) // 2], "not a readable safetensors file"),   # an interrupted copy
+    (lambda body: b"<html>Sign in</html>", "not a readable safetensors file"),  # an error page
+])
+def test_a_damaged_file_is_named_with_what_to_do(tiny_weights, tmp_path, make_file, message):
+    path = tmp_path / "tiny.safetensors"
+    path.write_bytes(make_file(_tiny_file_bytes(tmp_path)))
+    with pytest.raises(PretrainedWeightsFileError, match=message) as info:
+        load_pretrained_vit("tiny")
+    assert str(path) in str(info.value) and "Delete it" in str(info.value)
+
+
+def test_a_file_of_another_model_is_named_with_what_is_wrong(tiny_weights, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    path.write_bytes(_tiny_file_bytes(tmp_path, depth=3, image_size=40))  # one block more, a 5 x 5 grid
+    wrong_grid = r"pos_embed has shape \(1, 26, 24\), expected \(1, 17, 24\)"
+    with pytest.raises(PretrainedWeightsFileError, match=wrong_grid) as info:
+        load_pretrained_vit("tiny")
+    assert "unexpected blocks.2.attn.proj.bias" in str(info.value) and str(path) in str(info.value)
+
+
+def test_unknown_weights_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown pretrained weights 'vit_zz'. Choose one of: vit_ti_16_augreg"):
+        load_pretrained_vit("vit_zz")
+
+
+def test_vit_ti_transforms_crop_the_centre_224_of_248_and_scale_to_minus_one_one():
+    transforms = pretrained.PRETRAINED_WEIGHTS["vit_ti_16_augreg"].transforms()
+    assert torch.equal(transforms(Image.new("RGB", (500, 300), "white")), torch.ones(3, 224, 224))
+    assert torch.equal(transforms(Image.new("RGB", (300, 400), "black")), -torch.ones(3, 224, 224))
+    # A 248-pixel square keeps its size and the crop starts at column 12: of 13 white columns, one stays.
+    image = Image.new("RGB", (248, 248), "black")
+    image.paste("white", (0, 0, 13, 248))
+    tensor = transforms(image)
+    assert torch.equal(tensor[:, :, 0], torch.ones(3, 224)) and torch.equal(tensor[:, :, 1:], -torch.ones(3, 224, 223))
+
+
+def test_imagenet_class_names_come_without_a_download():
+    names = pretrained.imagenet_class_names()
+    assert len(names) == 1000 and names[963] == "pizza" and names[0] == "tench"
+
+
+# The shared ViT-Ti/16 weights through load_pretrained_vit
+@pytest.fixture(scope="module")
+def vit_ti_path() -> Path:
+    path = pretrained.pretrained_weights_path("vit_ti_16_augreg")
+    if not path.is_file():
+        pytest.skip(f"The ViT-Ti/16 weights are not at {path}; .ci/run stages them from ../shared/weights/.")
+    return path
+
+
+def test_shared_weights_see_a_pizza(vit_ti_path):
+    image_path = settings.get_data_dir() / "04-pizza-dad.jpeg"
+    if not image_path.is_file():
+        pytest.skip(f"{image_path} is not there; .ci/run stages it from ../shared/data/.")
+    model, transforms = load_pretrained_vit("vit_ti_16_augreg")
+    assert not model.training and count(model) == VIT_TI_PARAMETERS
+    with torch.no_grad():
+        probabilities = model(transforms(load_image(image_path)).unsqueeze(0)).softmax(dim=-1)[0]
+    assert pretrained.imagenet_class_names()[int(probabilities.argmax())] == "pizza"
+    assert probabilities.max() > 0.5  # the README measured 0.95
+
+
+def test_shared_weights_with_a_new_head_freeze_the_backbone_unless_asked(vit_ti_path):
+    model, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3)
+    assert model.head.weight.shape == (3, 192) and torch.count_nonzero(model.head.weight) == 0
+    assert count(model, trainable_only=True) == 192 * 3 + 3
+    unfrozen, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3, freeze_backbone=False)
+    assert count(unfrozen, trainable_only=True) == count(unfrozen) == VIT_TI_PARAMETERS - 192 * 1000 - 1000 + 579
+    assert torch.equal(unfrozen.position_embedding, model.position_embedding)
