@@ -271,7 +271,9 @@ VIT_STD = (0.5, 0.5, 0.5)
 AUGMENTATION_POLICIES = ("trivialaugment", "randaugment")
 
 
-def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugment") -> transforms.Compose:
+def train_transforms(
+    image_size: int = 224, policy: Optional[str] = "trivialaugment", randaugment_magnitude: int = 9
+) -> transforms.Compose:
     """Training transform for a ViT trained from scratch on little data (as in DeiT and timm's recipes).
 
     Random resized crop (scale 0.35-1) and horizontal flip, then an automatic augmentation policy,
@@ -279,8 +281,9 @@ def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugm
 
     Args:
         image_size: output height and width.
-        policy: "trivialaugment" (TrivialAugmentWide), "randaugment" (RandAugment, 2 ops at magnitude 9)
-            or None (crop and flip only).
+        policy: "trivialaugment" (TrivialAugmentWide), "randaugment" (RandAugment, 2 ops at
+            ``randaugment_magnitude``) or None (crop and flip only).
+        randaugment_magnitude: RandAugment's strength, 0-30 (9 by default, as in its paper's ImageNet runs).
 
     Raises:
         ValueError: for an unknown ``policy``.
@@ -291,7 +294,7 @@ def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugm
     if policy == "trivialaugment":
         steps.append(transforms.TrivialAugmentWide())
     elif policy == "randaugment":
-        steps.append(transforms.RandAugment(num_ops=2, magnitude=9))
+        steps.append(transforms.RandAugment(num_ops=2, magnitude=randaugment_magnitude))
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(VIT_MEAN, VIT_STD)])
 
 

@@ -117,6 +117,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "--patch-size 1.")
     parser.add_argument("--pool", default="cls", choices=("cls", "mean"),
                         help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
+    parser.add_argument("--dropout", type=float, default=0.1,
+                        help="Dropout after the position embedding and after every dense layer of the encoder "
+                             "(appendix B.1; Table 3: 0.1 for ImageNet).")
     parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
     parser.add_argument("--warmup-epochs", type=int, default=0, help="Epochs of linear learning-rate warmup.")
     parser.add_argument("--lr-decay", default="none", choices=recipe.DECAY_SCHEDULES,
@@ -125,6 +128,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--augment", default="none", choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
                         help="none: the course's resize only; crop-flip: random resized crop and flip; "
                              "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
+    parser.add_argument("--randaugment-magnitude", type=int, default=9,
+                        help="Strength of every RandAugment operation with --augment randaugment (0-30).")
     parser.add_argument("--mixup-alpha", type=float, default=0.0,
                         help="MixUp: blend pairs of training images and their labels (0: off; DeiT uses 0.8).")
     parser.add_argument("--cutmix-alpha", type=float, default=0.0,
@@ -160,6 +165,8 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
         ("weight_decay", args.weight_decay >= 0, "must be at least 0"),
         ("label_smoothing", 0 <= args.label_smoothing < 1, "must be at least 0 and below 1"),
         ("drop_path_rate", 0 <= args.drop_path_rate < 1, "must be at least 0 and below 1"),
+        ("dropout", 0 <= args.dropout < 1, "must be at least 0 and below 1"),
+        ("randaugment_magnitude", 0 <= args.randaugment_magnitude <= 30, "must be between 0 and 30"),
         ("max_grad_norm", args.max_grad_norm is None or args.max_grad_norm >= 0,
          "must be at least 0 (0 turns clipping off)"),
         ("warmup_epochs", 0 <= args.warmup_epochs <= args.epochs, f"must be between 0 and --epochs ({args.epochs})"),
@@ -216,17 +223,19 @@ def _resolve_data_dirs(args: argparse.Namespace) -> tuple[Path, Optional[Path]]:
     return data_dir, Path(args.val_dir)
 
 
-def _transforms(augment: str, image_size: int) -> tuple[Callable, Callable]:
+def _transforms(augment: str, image_size: int, magnitude: int) -> tuple[Callable, Callable]:
     """(train, test) transforms for the --augment choice."""
     if augment == "none":
         transform = data_setup.manual_transforms(image_size)
         return transform, transform
     policy = None if augment == "crop-flip" else augment
-    return data_setup.train_transforms(image_size, policy), data_setup.eval_transforms(image_size)
+    return (data_setup.train_transforms(image_size, policy, randaugment_magnitude=magnitude),
+            data_setup.eval_transforms(image_size))
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
-    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool}
+    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool,
+                 "embedding_dropout": args.dropout, "proj_dropout": args.dropout, "mlp_dropout": args.dropout}
     for name in ("patch_size", "num_transformer_layers", "stem_channels"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -266,7 +275,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     data_dir, val_dir = _shared_data_dirs(args, context)
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
-    train_transform, test_transform = _transforms(args.augment, args.image_size)
+    train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
     num_classes = len(data_setup.image_folder(data_dir / "train", None, "train").classes)
     mix = None
     if args.mixup_alpha or args.cutmix_alpha:

@@ -84,6 +84,14 @@ def test_train_offline_without_the_dataset_is_a_one_line_error(tmp_path, capsys,
     (["--max-grad-norm", "-1"], "--max-grad-norm must be at least 0"),
     (["--warmup-epochs", "11"], "--warmup-epochs must be between 0 and --epochs (10), got 11"),
     (["--num-workers", "-1"], "--num-workers must be at least 0"),
+    (["--dropout", "1"], "--dropout must be at least 0 and below 1"),
+    (["--randaugment-magnitude", "31"], "--randaugment-magnitude must be between 0 and 30"),
+    (["--mixup-alpha", "-1"], "--mixup-alpha must be at least 0"),
+    (["--ema-decay", "1"], "--ema-decay must be at least 0 (off) and below 1"),
+    (["--stem-channels", "8", "0"], "--stem-channels must all be at least 1"),
+    (["--image-size", "96", "--stem-channels", "8", "16", "--patch-size", "16"],
+     "--image-size 96 is not divisible by 64 (the stem's stride 4 x the patch size 16)"),
+    (["--val-dir", "auto", "--data-dir", "."], "--val-dir auto is the validation split of the course's"),
     (["--image-size", "100"], "--image-size 100 is not divisible by the patch size 16"),
     (["--image-size", "32", "--patch-size", "5"], "Use --image-size 30"),
     (["--device", "toaster"], "--device 'toaster' is not a device PyTorch knows"),
@@ -239,3 +247,17 @@ def test_an_ema_of_the_weights_is_evaluated_and_saved_without_changing_training(
                                                       data_setup.manual_transforms(32), batch_size=4, num_workers=0)
     loss, _ = train.engine.test_step(model, test_loader, torch.nn.CrossEntropyLoss(), "cpu")
     assert loss == pytest.approx(averaged["metrics"]["test_loss"][-1], rel=1e-6)  # the saved weights were evaluated
+
+
+def test_model_flags_reach_the_model(tmp_path, monkeypatch):
+    built = []
+    real_create_vit = train.model_builder.create_vit
+    monkeypatch.setattr(train.model_builder, "create_vit",
+                        lambda *args, **kwargs: built.append(real_create_vit(*args, **kwargs)) or built[-1])
+    train.main(["--epochs", "1", "--image-size", "32", "--patch-size", "2", "--stem-channels", "4", "8",
+                "--num-transformer-layers", "1", "--dropout", "0.3", "--batch-size", "4", "--num-workers", "0",
+                "--data-dir", str(make_colour_dataset(tmp_path / "c")), "--output-dir", str(tmp_path / "o")])
+    (model,) = built
+    assert model.num_patches == (32 // (4 * 2)) ** 2 and model.stem.out_channels == 8
+    assert model.embedding_dropout.p == 0.3
+    assert {m.p for m in model.transformer_encoder.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
