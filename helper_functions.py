@@ -8,23 +8,29 @@ there is one implementation of each thing:
     plot_loss_curves, plot_image_batch, plot_patch_grid, plot_feature_maps
                                -> going_modular.plotting
     plot_attention_heads       -> going_modular.attention
-    pred_and_plot_image        -> going_modular.predictions
+
+``pred_and_plot_image`` takes its arguments in the order of the ZTM course's ``helper_functions``,
+``(model, image_path, class_names, ...)``, and hands them to the one implementation,
+``going_modular.predictions.pred_and_plot_image``, whose order is ZTM's ``going_modular`` one,
+``(model, class_names, image_path, ...)``; so code copied from either place runs unchanged.
 
 The rest are small helpers the notebooks use that belong to no module of the package.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
+from going_modular import predictions
 from going_modular.attention import plot_attention_heads
-from going_modular.data_setup import download_data
+from going_modular.data_setup import Transform, download_data
 from going_modular.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
-from going_modular.predictions import pred_and_plot_image
-from going_modular.utils import set_seeds
+from going_modular.shapes import ImageSize
+from going_modular.utils import PathLike, set_seeds
 
 __all__ = [
     "accuracy_fn",
@@ -69,3 +75,50 @@ def print_train_time(start: float, end: float, device: Optional[Union[str, torch
     total_time = end - start
     print(f"\nTrain time on {device}: {total_time:.3f} seconds")
     return total_time
+
+
+def pred_and_plot_image(
+    model: torch.nn.Module,
+    image_path: PathLike,
+    class_names: Optional[Sequence[str]] = None,
+    transform: Optional[Transform] = None,
+    device: Optional[Union[torch.device, str]] = None,
+    *,
+    image_size: ImageSize = (224, 224),
+) -> tuple[str, float]:
+    """Predict one image file's class and plot it, with the ZTM ``helper_functions`` argument order.
+
+    A thin wrapper: ``going_modular.predictions.pred_and_plot_image(model, class_names, image_path, ...)``
+    does the work (see it for the transform used when ``transform`` is None).
+
+    Args:
+        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
+        image_path: path to the image file.
+        class_names: the class names, in the order of the model's outputs (required here, although ZTM's
+            signature gives it a default).
+        transform: the transform the model was trained with; None for the course's resize-and-ToTensor.
+        device: where to run the model; None for the device of its parameters.
+        image_size: (height, width) for the default transform (keyword only; not in ZTM's helper).
+
+    Returns:
+        (predicted class name, its probability).
+
+    Raises:
+        TypeError: ``image_path`` is not a path (the arguments came in the package's order).
+        ValueError: ``class_names`` is None, or as ``going_modular.predictions.pred_and_plot_image``.
+        FileNotFoundError: there is no file at ``image_path``.
+    """
+    if not isinstance(image_path, (str, os.PathLike)):
+        raise TypeError(
+            f"helper_functions.pred_and_plot_image takes (model, image_path, class_names), ZTM's helper order, "
+            f"but image_path is a {type(image_path).__name__}. For the order (model, class_names, image_path) "
+            "use going_modular.predictions.pred_and_plot_image."
+        )
+    if class_names is None:
+        raise ValueError(
+            "pred_and_plot_image needs class_names, the class names in the order of the model's outputs "
+            "(for example the third value returned by data_setup.create_dataloaders)."
+        )
+    return predictions.pred_and_plot_image(
+        model, class_names, image_path, image_size=image_size, transform=transform, device=device
+    )

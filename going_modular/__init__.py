@@ -8,6 +8,7 @@
     recipe         the paper's optimiser, weight-decay groups and learning-rate schedule
     features       train a head on a frozen backbone's features, computed once
     attention      pictures of attention weights
+    figure1        the paper's Figure 1, the model overview, with the shape of the data on every arrow
     figure7        the paper's Figure 7: patch-embedding filters, position similarities, attention distance
     utils          save and load models safely, seeds, device
     predictions    predict on image files, with a picture
@@ -17,5 +18,7 @@
     train          the command line: python -m going_modular.train
     distributed    data-parallel training under torchrun (process group, data shards, summed metrics)
     exercises      the check cells of the exercise notebooks
+    publish        the repository's address: pyproject.toml -> Colab badges, setup cells, README
+    going_modular  the ZTM chapter's import path, going_modular.going_modular.<module>: the same modules
 """
 __version__ = "0.1.0"

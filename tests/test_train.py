@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import helper_functions
-from going_modular import attention, data_setup, plotting, predictions, settings, train, utils
+from going_modular import attention, data_setup, plotting, settings, train, utils
 
 
 def make_colour_dataset(root: Path, per_class: int = 4) -> Path:
@@ -134,7 +134,7 @@ def test_helper_functions_re_export_the_package_implementations():
     assert helper_functions.set_seeds is utils.set_seeds
     assert helper_functions.download_data is data_setup.download_data
     assert helper_functions.plot_loss_curves is plotting.plot_loss_curves
-    assert helper_functions.pred_and_plot_image is predictions.pred_and_plot_image
+    # pred_and_plot_image keeps the ZTM helper's argument order: tests/test_ztm_compatibility.py checks it delegates.
     for name in ("plot_image_batch", "plot_patch_grid", "plot_feature_maps"):
         assert getattr(helper_functions, name) is getattr(plotting, name)
     assert helper_functions.plot_attention_heads is attention.plot_attention_heads
