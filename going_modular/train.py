@@ -30,11 +30,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from going_modular import (
     checkpoint, data_setup, distributed, engine, model_builder, recipe, settings, utils, validation_split,
@@ -259,6 +260,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         _exit_with_error(str(error))
 
 
+class _Optimisation(NamedTuple):
+    """Everything that changes the weights, and is saved in a checkpoint besides them."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    grad_scaler: Optional[torch.amp.GradScaler]
+    averaged_model: Optional[nn.Module]
+
+
 def _train(args: argparse.Namespace, context: Optional[distributed.DistributedContext]) -> dict:
     if context is not None:
         device = context.device
@@ -275,19 +285,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     data_dir, val_dir = _shared_data_dirs(args, context)
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
-    train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
-    num_classes = len(data_setup.image_folder(data_dir / "train", None, "train").classes)
-    mix = None
-    if args.mixup_alpha or args.cutmix_alpha:
-        mix = data_setup.MixUpCutMix(num_classes, mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha)
-    train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
-        data_dir / "train", data_dir / "test", train_transform, args.batch_size,
-        num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last, train_collate_fn=mix,
-    )
-    val_dataloader = None
-    if val_dir is not None:
-        val_dataloader = validation_split.create_validation_dataloader(
-            val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
+    train_dataloader, test_dataloader, val_dataloader, class_names = _dataloaders(args, data_dir, val_dir)
     num_train_images, num_test_images = len(train_dataloader.dataset), len(test_dataloader.dataset)
     model = model_builder.create_vit(args.model, num_classes=len(class_names), **_model_overrides(args)).to(device)
     trained_model = model
@@ -302,17 +300,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         trained_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=any(True for _ in model.buffers()))
-    optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(engine.num_batches(train_dataloader, args.max_batches) / args.accumulation_steps)
-    scheduler = recipe.create_scheduler(
-        optimizer, total_steps=steps_per_epoch * args.epochs, warmup_steps=steps_per_epoch * args.warmup_epochs,
-        decay=args.lr_decay,
-    )
-    grad_scaler = engine.make_grad_scaler(device, args.amp)
-    averaged_model = None
-    if args.ema_decay:
-        averaged_model = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    optimisation = _optimisation(args, model, train_dataloader, device)
 
     record: dict[str, Any] = {"metrics": None, "steps": {"lr": [], "loss": [], "grad_norm": []},
                               "resumed_after_epochs": [], "training_seconds": 0.0}
@@ -322,9 +310,9 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         start_epoch = resumed["epoch"] + 1
         record["resumed_after_epochs"] = [*record["resumed_after_epochs"], resumed["epoch"]]
         if main_process:
-            print(f"Resuming from {settings.display_path(checkpoint_file)}: {resumed['epoch']} of {args.epochs} epochs were done.")
-        checkpoint.restore(resumed, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
-                           averaged_model=averaged_model,
+            print(f"Resuming from {settings.display_path(checkpoint_file)}: {resumed['epoch']} of {args.epochs} "
+                  f"epochs were done.")
+        checkpoint.restore(resumed, model=model, **optimisation._asdict(),
                            rank=context.rank if context is not None else 0)  # last: it sets the random generators
 
     if main_process:
@@ -338,27 +326,23 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     def record_step(step: engine.StepRecord) -> None:
         for key in record["steps"]:
             record["steps"][key].append(getattr(step, key))
-        if averaged_model is not None:
-            averaged_model.update_parameters(model)
+        if optimisation.averaged_model is not None:
+            optimisation.averaged_model.update_parameters(model)
 
     def write_checkpoint(epoch: int, history: engine.Results) -> None:
         record.update(metrics=history, training_seconds=seconds_before + time.perf_counter() - start)
         checkpoint.save_checkpoint(
-            checkpoint_file, model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=grad_scaler,
-            averaged_model=averaged_model, epoch=epoch, results=record, config={**config, "world_size": world_size},
-            training_seconds=record["training_seconds"])
+            checkpoint_file, model=model, **optimisation._asdict(), epoch=epoch, results=record,
+            config={**config, "world_size": world_size}, training_seconds=record["training_seconds"])
 
     history = engine.train(
-        trained_model, train_dataloader, test_dataloader, optimizer,
+        trained_model, train_dataloader, test_dataloader, optimisation.optimizer,
         nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.epochs, device,
-        scheduler=scheduler, max_grad_norm=args.max_grad_norm or None, accumulation_steps=args.accumulation_steps,
-        amp=args.amp, grad_scaler=grad_scaler, max_batches=args.max_batches,
-        val_dataloader=val_dataloader, eval_model=averaged_model, start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step,
-        on_epoch_end=write_checkpoint,
+        scheduler=optimisation.scheduler, max_grad_norm=args.max_grad_norm or None,
+        accumulation_steps=args.accumulation_steps, amp=args.amp, grad_scaler=optimisation.grad_scaler,
+        max_batches=args.max_batches, val_dataloader=val_dataloader, eval_model=optimisation.averaged_model,
+        start_epoch=start_epoch, results=record["metrics"], on_step_end=record_step, on_epoch_end=write_checkpoint,
     )
-    wall_time = seconds_before + time.perf_counter() - start
-
-    model_path = args.output_dir / f"{name}.pth"
     results = {
         "metrics": history,
         "steps": record["steps"],
@@ -372,16 +356,53 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         "device": str(device),
         "world_size": world_size,
         "seed": args.seed,
-        "wall_time_seconds": round(wall_time, 2),
+        "wall_time_seconds": round(seconds_before + time.perf_counter() - start, 2),
         "resumed_after_epochs": record["resumed_after_epochs"],
         "torch_version": torch.__version__,
-        "model_path": str(model_path),
+        "model_path": str(args.output_dir / f"{name}.pth"),
     }
     if main_process:
+        averaged_model = optimisation.averaged_model
         _write_outputs(averaged_model.module if averaged_model is not None else model, results, history, args, name,
                        device)
         checkpoint_file.unlink(missing_ok=True)  # the run is complete: its outputs replace the checkpoint
     return results
+
+
+def _dataloaders(
+    args: argparse.Namespace, data_dir: Path, val_dir: Optional[Path]
+) -> tuple[DataLoader, DataLoader, Optional[DataLoader], list[str]]:
+    """(train, test, validation or None, class names), with the --augment, --mixup-alpha/--cutmix-alpha choices."""
+    train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
+    mix = None
+    if args.mixup_alpha or args.cutmix_alpha:
+        num_classes = len(data_setup.image_folder(data_dir / "train", None, "train").classes)
+        mix = data_setup.MixUpCutMix(num_classes, mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha)
+    train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
+        data_dir / "train", data_dir / "test", train_transform, args.batch_size,
+        num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last, train_collate_fn=mix,
+    )
+    val_dataloader = None
+    if val_dir is not None:
+        val_dataloader = validation_split.create_validation_dataloader(
+            val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
+    return train_dataloader, test_dataloader, val_dataloader, class_names
+
+
+def _optimisation(args: argparse.Namespace, model: nn.Module, train_dataloader: DataLoader,
+                  device: torch.device) -> _Optimisation:
+    """AdamW with its weight-decay groups, the learning-rate schedule, the gradient scaler and the weights' EMA."""
+    optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(engine.num_batches(train_dataloader, args.max_batches) / args.accumulation_steps)
+    scheduler = recipe.create_scheduler(
+        optimizer, total_steps=steps_per_epoch * args.epochs, warmup_steps=steps_per_epoch * args.warmup_epochs,
+        decay=args.lr_decay,
+    )
+    averaged_model = None
+    if args.ema_decay:
+        averaged_model = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+    return _Optimisation(optimizer, scheduler, engine.make_grad_scaler(device, args.amp), averaged_model)
 
 
 def _checkpoint_to_resume(args: argparse.Namespace, default_path: Path, config: dict) -> Optional[dict]:
