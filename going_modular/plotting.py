@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from going_modular.data_setup import Transform
 from going_modular.engine import Results
 from going_modular.shapes import check_divisible_by_patch_size
 
@@ -124,6 +125,58 @@ def plot_image_batch(
         if index < len(images):
             axis.imshow(image_to_hwc(images[index]))
             axis.set_title(class_names[int(labels[index])], fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_augmentations(
+    image: Image.Image,
+    transform: Transform,
+    num_samples: int = 8,
+    ncols: int = 4,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+    title: Optional[str] = None,
+    panel_size: float = 1.6,
+) -> Figure:
+    """One photo through a random training transform ``num_samples`` times: what the model sees (notebook 05).
+
+    Augmentation shows the model a different version of every photo in every epoch (another crop, a
+    flip, other colours), so 225 photos stop being 225 fixed pictures to memorise. The first panel is
+    the photo itself.
+
+    Args:
+        image: a PIL image (e.g. ``data_setup.load_image(path)``).
+        transform: a random transform from a PIL image to a normalised tensor [C, H, W] (e.g.
+            ``data_setup.train_transforms(96)``).
+        num_samples: how many transformed versions to draw.
+        ncols: panels per row.
+        mean, std: the normalisation the transform ends with, undone for display ([-1, 1] -> [0, 1] by default).
+        title: an optional title over the grid.
+        panel_size: width of each panel in inches.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: ``num_samples`` is below 1.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    panels = [("original", image_to_hwc(image))]
+    panels += [(f"sample {i + 1}", image_to_hwc((transform(image) * std_t + mean_t).clamp(0, 1)))
+               for i in range(num_samples)]
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows), squeeze=False)
+    for axis, (label, picture) in zip(axes.flat, panels):
+        axis.imshow(picture)
+        axis.set_title(label, fontsize=9)
+    for axis in axes.flat:
+        axis.axis("off")
     if title:
         figure.suptitle(title)
     figure.tight_layout()

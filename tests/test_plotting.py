@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from going_modular import plotting
 
@@ -123,3 +124,19 @@ def test_plot_feature_maps_shows_the_chosen_channels():
 def test_plot_feature_maps_rejects_bad_input(maps, indices, message):
     with pytest.raises(ValueError, match=message):
         plotting.plot_feature_maps(maps, indices)
+
+
+def test_plot_augmentations_shows_the_photo_then_random_versions_undoing_the_normalisation():
+    from going_modular import data_setup
+
+    photo = Image.new("RGB", (48, 40), (200, 40, 40))
+    photo.paste((40, 40, 200), (0, 0, 24, 40))  # left half blue, so crops and flips differ
+    torch.manual_seed(0)
+    figure = plotting.plot_augmentations(photo, data_setup.train_transforms(32, policy=None), num_samples=5, ncols=3)
+    images = [axis.get_images()[0].get_array() for axis in figure.axes if axis.get_images()]
+    assert len(images) == 6 and [axis.get_title() for axis in figure.axes[:2]] == ["original", "sample 1"]
+    samples = [np.asarray(picture) for picture in images[1:]]
+    assert all(sample.shape == (32, 32, 3) and 0 <= sample.min() and sample.max() <= 1 for sample in samples)
+    assert any(not np.allclose(samples[0], other) for other in samples[1:])  # random: not all the same
+    with pytest.raises(ValueError, match="num_samples must be at least 1"):
+        plotting.plot_augmentations(photo, data_setup.train_transforms(32), num_samples=0)
