@@ -308,3 +308,102 @@ def mean_attention_distance(
         patch_to_patch = patch_to_patch / patch_to_patch.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     per_query = (patch_to_patch * distances).sum(dim=-1)                        # [B, heads, N]
     return per_query.mean(dim=(0, 2))
+
+
+# ------------------------------------------------------------------------- the attention matrix itself
+# Added for notebook 02: the matrix A of equation 6 for one head, beside what one of its rows means.
+
+
+def plot_attention_matrix(
+    attention: torch.Tensor,
+    image: ImageLike,
+    grid_size: GridSize,
+    head: int = 1,
+    query: int = CLASS_TOKEN_INDEX,
+    batch_index: int = 0,
+    title: Optional[str] = None,
+    cmap: str = "viridis",
+    log_scale: bool = False,
+) -> plt.Figure:
+    """One head's attention matrix A as a heatmap, beside the same head's attention over the image (notebook 02).
+
+    Left: A = softmax(q k^T / sqrt(D_h)) for one head, [N + 1, N + 1], queries down the rows and keys
+    along the columns; token 0 is the class token, tokens 1..N the patches in row-major order, and every
+    row sums to 1. The row of ``query`` is outlined. Right: that row without its class-token column,
+    laid out on the patch grid and drawn over the image, so the two colour bars show the same raw
+    weights (nothing is rescaled). A patch query is marked on the image with a square.
+
+    Args:
+        attention: one layer's weights [batch, heads, N + 1, N + 1], e.g. an element of the list that
+            ``ViT(..., return_attention=True)`` returns.
+        image: the image the model saw (PIL image, tensor [C, H, W] in [0, 1], or array [H, W, C]).
+        grid_size: the patch grid (H / P, W / P); an int for a square grid.
+        head: which head, counted from 1 ("head 1" is the first), as the course's figures number them.
+        query: the token whose row is drawn over the image: 0 (the class token, the default) or a patch 1..N.
+        batch_index: which image of the batch.
+        title: a title over both panels (default: names the head and the query).
+        cmap: a matplotlib colour map for both panels.
+        log_scale: colour the matrix on a logarithmic scale spanning four orders of magnitude below its
+            largest weight (smaller weights get the lowest colour), so that weights of 0.001 and 0.01 look
+            different when a few large ones would otherwise take the whole colour range. The image panel
+            stays linear.
+
+    Returns:
+        The matplotlib Figure: two image Axes, each with its colour bar.
+
+    Raises:
+        ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, ``head`` is not in
+            1..heads, or ``query`` is not in 0..N.
+        IndexError: ``batch_index`` is outside the batch.
+    """
+    from matplotlib.cm import ScalarMappable  # imported here: this function was appended to the module
+    from matplotlib.colors import LogNorm
+
+    rows, cols = _check_attention(attention, grid_size)
+    batch, heads, tokens = attention.shape[0], attention.shape[1], attention.shape[-1]
+    if not 1 <= head <= heads:
+        raise ValueError(f"head counts from 1: expected 1 ... {heads} for {heads} heads, got {head}.")
+    if not 0 <= query < tokens:
+        raise ValueError(f"query must be a token 0 ... {tokens - 1} (0 is the class token), got {query}.")
+    if not -batch <= batch_index < batch:
+        raise IndexError(f"batch_index {batch_index} is outside a batch of {batch}.")
+    matrix = attention[batch_index, head - 1].detach().float().cpu()        # [N + 1, N + 1]
+    row_map = matrix[query, CLASS_TOKEN_INDEX + 1 :].reshape(rows, cols)    # the query's weights on the patches
+    pixels = image_to_hwc(image)
+    height, width = pixels.shape[:2]
+
+    figure, (matrix_ax, image_ax) = plt.subplots(1, 2, figsize=(11, 4.9), gridspec_kw={"width_ratios": [1, 1]})
+    norm = None
+    if log_scale:
+        # Four orders of magnitude below the largest weight; anything smaller gets the lowest colour.
+        high = max(matrix.max().item(), 1e-12)
+        positive = matrix[matrix > 0]
+        low = max(positive.min().item() if positive.numel() else 0.0, high * 1e-4)
+        norm = LogNorm(vmin=min(low, high / 10), vmax=high)
+    shown = matrix_ax.imshow(matrix.numpy(), cmap=cmap, norm=norm, interpolation="nearest")
+    figure.colorbar(shown, ax=matrix_ax, fraction=0.046, pad=0.04,
+                    label="attention weight" + (" (log scale)" if log_scale else ""))
+    matrix_ax.add_patch(plt.Rectangle((-0.5, query - 0.5), tokens, 1, fill=False, edgecolor="red", linewidth=1.2))
+    matrix_ax.set_xlabel("key token j (0 = class token, 1 ... N = patches)")
+    matrix_ax.set_ylabel("query token i")
+    matrix_ax.set_title(f"head {head}: A, {tokens} x {tokens} (each row sums to 1)", fontsize=11)
+
+    heat = upsample_attention_map(row_map, size=(height, width), mode="nearest")
+    image_ax.imshow(pixels)
+    overlay = image_ax.imshow(heat.numpy(), cmap=cmap, alpha=0.65)
+    # The colour bar is drawn opaque (the overlay is see-through so that the photo shows).
+    figure.colorbar(ScalarMappable(norm=overlay.norm, cmap=overlay.cmap), ax=image_ax, fraction=0.046, pad=0.04,
+                    label="attention weight")
+    if query == CLASS_TOKEN_INDEX:
+        who = "the class token (row 0 of A)"
+    else:
+        row, col = divmod(query - 1, cols)
+        cell_h, cell_w = height / rows, width / cols
+        image_ax.add_patch(plt.Rectangle((col * cell_w, row * cell_h), cell_w, cell_h, fill=False,
+                                         edgecolor="red", linewidth=1.5))
+        who = f"patch {query} (row {query} of A)"
+    image_ax.set_title(f"head {head}: {who} over the {rows} x {cols} patches", fontsize=11)
+    image_ax.axis("off")
+    figure.suptitle(title or f"Attention matrix of head {head} and the red row drawn over the image")
+    figure.tight_layout()
+    return figure

@@ -18,12 +18,23 @@ and prints one of three things:
 
 Solution notebooks call ``expect_answers()`` first: from then on a placeholder is an error too, so a
 solution can never pass by being empty.
+
+An exercise that builds on an earlier one names it: ``check("01.1b: ...", requires="01.1a")``. The
+module remembers which exercises passed (by the label before the colon), so when the earlier one has
+not passed yet, a placeholder or a failed check prints (or raises) "needs exercise 01.1a first" instead
+of blaming the later exercise.
+
+``names_used(function)`` lists the names a function's code really uses (comments, docstrings and strings
+are not code), for checks such as "patchify must not call unfold".
 """
 from __future__ import annotations
 
+import ast
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Optional
+import inspect
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional, Union
 
 import torch
 
@@ -37,6 +48,7 @@ class ExerciseCheckError(AssertionError):
 
 
 _answers_expected = False
+_passed: set[str] = set()  # labels of the exercises whose check passed in this kernel, e.g. {"01.1a"}
 
 
 def expect_answers(expected: bool = True) -> None:
@@ -45,24 +57,91 @@ def expect_answers(expected: bool = True) -> None:
     _answers_expected = expected
 
 
+def reset() -> None:
+    """Forget which exercises passed and stop expecting answers: the state of a fresh kernel."""
+    _passed.clear()
+    expect_answers(False)
+
+
+def label(name: str) -> str:
+    """The label of an exercise: the part of its name before the first colon ("01.1a: patches" -> "01.1a")."""
+    return name.split(":", 1)[0].strip()
+
+
+def passed(name: str) -> bool:
+    """Whether the check of exercise ``name`` (a label such as "01.1a", or a full name) has passed."""
+    return label(name) in _passed
+
+
 @contextlib.contextmanager
-def check(name: str) -> Iterator[None]:
+def check(name: str, requires: Union[str, Sequence[str], None] = None) -> Iterator[None]:
     """Run the checks of exercise ``name`` and print whether it is correct or not done yet.
 
+    Args:
+        name: "label: description", e.g. "01.1b: unpatchify"; the label names the exercise in ``requires``.
+        requires: the label(s) of earlier exercises this one builds on. While one of them has not passed
+            its check in this kernel, a placeholder or a failed check here is reported as "needs exercise
+            ... first" (a solution notebook raises it). A correct answer passes regardless.
+
     Raises:
-        ExerciseCheckError: a check inside failed (re-raised with the exercise's name), or a placeholder
-            was met after ``expect_answers()``.
+        ExerciseCheckError: a check inside failed (re-raised with the exercise's name, and with the
+            unfinished earlier exercise when there is one), or a placeholder was met after
+            ``expect_answers()``.
     """
+    required = [requires] if isinstance(requires, str) else list(requires or [])
+    missing = [label(earlier) for earlier in required if not passed(earlier)]
+    first = (f"needs exercise {' and '.join(missing)} first: run its check cell until it says correct, "
+             f"then run this cell again") if missing else ""
+    _passed.discard(label(name))  # a check run again is judged again
     try:
         yield
     except NotImplementedError as error:
         if _answers_expected:
-            raise ExerciseCheckError(f"Exercise {name}: the answer is still a placeholder ({error}).") from error
-        print(f"[ ] Exercise {name}: not done yet. Fill in the cell above, run it, then run this cell again.")
+            detail = f"{first} ({error})" if missing else f"the answer is still a placeholder ({error})"
+            raise ExerciseCheckError(f"Exercise {name}: {detail}.") from error
+        if missing:
+            print(f"[ ] Exercise {name}: {first}.")
+        else:
+            print(f"[ ] Exercise {name}: not done yet. Fill in the cell above, run it, then run this cell again.")
         return
     except ExerciseCheckError as error:
+        if missing:
+            raise ExerciseCheckError(f"Exercise {name}: {first}. (What this check found: {error})") from None
         raise ExerciseCheckError(f"Exercise {name}: {error}") from None
+    _passed.add(label(name))
     print(f"[x] Exercise {name}: correct!")
+
+
+def names_used(function: Callable[..., Any]) -> set[str]:
+    """The names the code of ``function`` uses: variables, functions and attributes (``x.unfold`` gives "unfold").
+
+    Comments, docstrings and other strings are not code, so a comment that mentions ``unfold`` does not
+    count; only code that would run does.
+
+    Args:
+        function: a function defined in a file or a notebook cell.
+
+    Returns:
+        The set of identifiers read, called or assigned in its body (and its arguments' names).
+
+    Raises:
+        TypeError: ``function`` is not a Python function whose source can be read (a built-in, say).
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError) as error:
+        raise TypeError(f"Cannot read the source of {function!r} ({error}).") from error
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+    return names
 
 
 def answer(value: Any, what: str = "the answer") -> Any:

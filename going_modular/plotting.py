@@ -43,8 +43,8 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
         axis.plot(epochs, results[f"test_{metric}"], marker="o", label=f"test_{metric}")
         axis.set_title("Loss" if metric == "loss" else "Accuracy")
         axis.set_xlabel("Epochs")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend()
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.5
+        axis.legend(fontsize=11)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -190,6 +190,7 @@ def plot_patch_grid(
     gap: int = 2,
     show_numbers: bool = True,
     title: Optional[str] = None,
+    figure_width: float = 8.0,
 ) -> Figure:
     """Draw one image cut into its P x P patches, a small gap between them, each labelled with its number.
 
@@ -203,6 +204,8 @@ def plot_patch_grid(
         gap: white pixels between neighbouring patches.
         show_numbers: write each patch's number in its top-left corner.
         title: a title for the figure; by default one naming P, the grid and N.
+        figure_width: the figure's width in inches; the patch numbers grow with the patches (e.g. 14 for a
+            readable strip of one row of 14 patches).
 
     Returns:
         The matplotlib Figure.
@@ -225,11 +228,14 @@ def plot_patch_grid(
             canvas[row * step : row * step + patch_size, col * step : col * step + patch_size] = array[
                 row * patch_size : (row + 1) * patch_size, col * patch_size : (col + 1) * patch_size
             ]
-    inches_per_pixel = 8.0 / canvas.shape[1]
-    figure, axis = plt.subplots(figsize=(8.0, max(1.0, canvas.shape[0] * inches_per_pixel) + 0.6))
+    inches_per_pixel = figure_width / canvas.shape[1]
+    figure, axis = plt.subplots(figsize=(figure_width, max(1.0, canvas.shape[0] * inches_per_pixel) + 0.6))
+    # The numbers scale with the patches: 5 points for the 0.55-inch patches of an 8-inch 14 x 14 grid.
+    number_size = min(12.0, max(5.0, 9.0 * patch_size * inches_per_pixel))
+    tick_size = min(11.0, max(7.0, number_size))
     axis.imshow(canvas.squeeze(-1) if canvas.shape[2] == 1 else canvas, cmap="gray" if canvas.shape[2] == 1 else None)
-    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)], fontsize=7)
-    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)], [str(row + 1) for row in range(num_rows)], fontsize=7)
+    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)], fontsize=tick_size)
+    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)], [str(row + 1) for row in range(num_rows)], fontsize=tick_size)
     axis.set_xlabel("patch column")
     axis.set_ylabel("patch row")
     axis.tick_params(length=0)
@@ -239,7 +245,7 @@ def plot_patch_grid(
         for row in range(num_rows):
             for col in range(cols):
                 axis.text(
-                    col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=5, va="top", ha="left",
+                    col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=number_size, va="top", ha="left",
                     color="white", bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0),
                 )
     shown = num_rows * cols
@@ -256,6 +262,7 @@ def plot_feature_maps(
     indices: Sequence[int],
     ncols: int = 5,
     title: Optional[str] = None,
+    colorbar: bool = True,
 ) -> Figure:
     """Show chosen channels of a stack of feature maps, e.g. the patch convolution's output (notebook 01).
 
@@ -267,6 +274,8 @@ def plot_feature_maps(
         indices: which of the D channels to show.
         ncols: panels per row.
         title: an optional title over the panels.
+        colorbar: give each panel a colour bar of its own values (each channel has its own range, so
+            without one the colours cannot be compared across panels).
 
     Returns:
         The matplotlib Figure.
@@ -288,12 +297,16 @@ def plot_feature_maps(
     maps = feature_maps.detach().cpu().float()
     ncols = max(1, min(ncols, len(indices)))
     nrows = math.ceil(len(indices) / ncols)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows), squeeze=False)
+    panel_width = 2.7 if colorbar else 2.2
+    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, 2.3 * nrows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, indices):
-        axis.imshow(maps[index].numpy(), cmap="viridis")
+        shown = axis.imshow(maps[index].numpy(), cmap="viridis")
         axis.set_title(f"channel {index}", fontsize=9)
+        if colorbar:
+            bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04)
+            bar.ax.tick_params(labelsize=7)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -88,6 +88,14 @@ def test_plot_patch_grid_can_show_only_the_top_row():
     assert "3 of N = 2 x 3 = 6" in axis.get_title()
 
 
+def test_a_wider_patch_strip_has_larger_numbers():
+    image = _image(224, 224)
+    small = plotting.plot_patch_grid(image, 16, num_rows=1).axes[0].texts[0].get_fontsize()
+    strip = plotting.plot_patch_grid(image, 16, num_rows=1, figure_width=14).axes[0]
+    assert strip.figure.get_size_inches()[0] == 14
+    assert strip.texts[0].get_fontsize() > small
+
+
 @pytest.mark.parametrize(
     "image, patch_size, num_rows, message",
     [
@@ -110,7 +118,32 @@ def test_plot_feature_maps_shows_the_chosen_channels():
     shown = [axis for axis in figure.axes if axis.images]
     assert [axis.get_title() for axis in shown] == ["channel 0", "channel 3", "channel 9"]
     np.testing.assert_allclose(shown[1].images[0].get_array(), maps[0, 3].numpy())
-    assert len(figure.axes) == 4  # 2 x 2 panels, one left empty
+    assert len(figure.axes) == 4 + 3  # 2 x 2 panels, one left empty, and a colour bar for each map shown
+
+
+def test_plot_feature_maps_gives_each_map_a_colour_bar_of_its_own_range():
+    maps = torch.randn(1, 10, 4, 4)
+    maps[0, 9] *= 100  # a channel with a much larger range than the others
+    figure = plotting.plot_feature_maps(maps, indices=[0, 9], ncols=2)
+    bars = [image.colorbar for axis in figure.axes for image in axis.images]
+    assert all(bar is not None for bar in bars) and len(bars) == 2
+    for bar, channel in zip(bars, (0, 9)):
+        assert bar.vmin == pytest.approx(maps[0, channel].min().item())
+        assert bar.vmax == pytest.approx(maps[0, channel].max().item())
+    assert len(plotting.plot_feature_maps(maps, indices=[0, 9], colorbar=False).axes) == 2
+
+
+# ----------------------------------------------------------------------------------------- plot_loss_curves
+
+
+def test_plot_loss_curves_ticks_whole_epochs_only_and_has_readable_legends():
+    results = {"train_loss": [1.0, 0.8, 0.7], "test_loss": [1.1, 0.9, 0.85],
+               "train_acc": [0.3, 0.5, 0.6], "test_acc": [0.3, 0.4, 0.5]}
+    figure = plotting.plot_loss_curves(results)
+    for axis in figure.axes:
+        ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick <= axis.get_xlim()[1]]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
+        assert all(text.get_fontsize() >= 10 for text in axis.get_legend().get_texts())
 
 
 @pytest.mark.parametrize(
