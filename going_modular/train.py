@@ -28,9 +28,10 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -66,6 +67,37 @@ def _exit_with_error(message: str) -> None:
     raise SystemExit(2)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help (flags set by --recipe have none of their own), and the epilog as written."""
+
+
+def _recipes_epilog() -> str:
+    """The flags each --recipe stands for, one recipe per paragraph."""
+    paragraphs = []
+    for name, values in recipe.TRAINING_RECIPES.items():
+        lines = textwrap.wrap(" ".join(recipe_as_flags(values)), width=100, break_on_hyphens=False)
+        paragraphs.append(f"--recipe {name} is:\n  " + "\n  ".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def recipe_as_flags(values: dict[str, Any]) -> list[str]:
+    """The command-line flags that give a recipe's values (a ``recipe.TRAINING_RECIPES`` entry).
+
+    None means "off" for --stem-channels and --max-grad-norm (written as 0) and "the preset's own" for
+    --patch-size and --num-transformer-layers (left out).
+    """
+    flags = []
+    for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        elif value is None:
+            flags += [flag, "0"] if name in ("stem_channels", "max_grad_norm") else []
+        else:
+            flags += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return flags
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and check the command line (``argv`` defaults to ``sys.argv[1:]``).
 
@@ -73,21 +105,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """
     parser = _Parser(
         prog="python -m going_modular.train",
-        description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset. With no flags "
+                    "it trains the course's small-data recipe on pizza_steak_sushi (see --recipe).",
+        epilog=_recipes_epilog(),
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--model", default="vit_ti_16", choices=sorted(model_builder.VIT_PRESETS),
-                        help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU.")
-    parser.add_argument("--epochs", type=int, default=10, help="Passes over the training data.")
-    parser.add_argument("--batch-size", type=int, default=32, help="Images per batch (per process under torchrun).")
-    parser.add_argument("--drop-last", action="store_true",
+    parser.add_argument("--recipe", default=recipe.DEFAULT_TRAINING_RECIPE, choices=sorted(recipe.TRAINING_RECIPES),
+                        help="The configuration the flags below start from; any flag given overrides it. small-data: "
+                             "the best recipe found for the 225 photos of pizza_steak_sushi (a hybrid ViT, chosen on "
+                             "the validation set; numbers in benchmarks/README.md, 'On the validation set'). ztm: the "
+                             "ZTM course's ViT-B/16 run. Their values are listed at the end of --help.")
+    parser.add_argument("--model", default=argparse.SUPPRESS, choices=sorted(model_builder.VIT_PRESETS),
+                        help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU. "
+                             "Its width and heads; the recipe's --patch-size, --num-transformer-layers and "
+                             "--stem-channels still apply (--recipe ztm keeps the preset's own).")
+    parser.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="Passes over the training data.")
+    parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="Images per batch (per process under torchrun).")
+    parser.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                         help="Leave out each epoch's last, incomplete training batch (225 images in batches of 32 end "
                              "with one of a single image). Always on under torchrun.")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Peak learning rate of AdamW (after any warmup).")
-    parser.add_argument("--weight-decay", type=float, default=0.1,
+    parser.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="Peak learning rate of AdamW (after any warmup).")
+    parser.add_argument("--weight-decay", type=float, default=argparse.SUPPRESS,
                         help="AdamW's decoupled weight decay on weight matrices; biases, norms, class token and "
                              "position embedding get none (the paper's Table 3: 0.1 for JFT pre-training).")
-    parser.add_argument("--image-size", type=int, default=224, help="Images are resized to this height and width.")
+    parser.add_argument("--image-size", type=int, default=argparse.SUPPRESS, help="Images are resized to this height and width.")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="A folder with train/<class>/ and test/<class>/ images. "
                              "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
@@ -108,25 +149,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
-    parser.add_argument("--patch-size", type=int, default=None, help="Override the preset's patch size P.")
-    parser.add_argument("--num-transformer-layers", type=int, default=None,
+    parser.add_argument("--patch-size", type=int, default=argparse.SUPPRESS, help="Override the preset's patch size P.")
+    parser.add_argument("--num-transformer-layers", type=int, default=argparse.SUPPRESS,
                         help="Override the preset's depth L (Table 1), e.g. 6 for a smaller model on little data.")
-    parser.add_argument("--stem-channels", type=int, nargs="+", default=None, metavar="C",
+    parser.add_argument("--stem-channels", type=int, nargs="+", default=argparse.SUPPRESS, metavar="C",
                         help="The paper's hybrid model (section 3.1): a convolutional stem with these channels (one "
                              "3x3 stride-2 convolution, BatchNorm and ReLU per number), whose feature map is cut into "
                              "--patch-size patches (1: one token per position), e.g. --stem-channels 24 48 96 192 "
-                             "--patch-size 1.")
-    parser.add_argument("--pool", default="cls", choices=("cls", "mean"),
+                             "--patch-size 1. 0: no stem (the image itself is cut into patches).")
+    parser.add_argument("--pool", default=argparse.SUPPRESS, choices=("cls", "mean"),
                         help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
-    parser.add_argument("--dropout", type=float, default=0.1,
+    parser.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
                         help="Dropout after the position embedding and after every dense layer of the encoder "
                              "(appendix B.1; Table 3: 0.1 for ImageNet).")
-    parser.add_argument("--drop-path-rate", type=float, default=0.0, help="Stochastic depth rate of the last block.")
-    parser.add_argument("--warmup-epochs", type=int, default=0, help="Epochs of linear learning-rate warmup.")
-    parser.add_argument("--lr-decay", default="none", choices=recipe.DECAY_SCHEDULES,
+    parser.add_argument("--drop-path-rate", type=float, default=argparse.SUPPRESS, help="Stochastic depth rate of the last block.")
+    parser.add_argument("--warmup-epochs", type=int, default=argparse.SUPPRESS, help="Epochs of linear learning-rate warmup. With --epochs but not this flag, the recipe's "
+                             "share of warmup epochs is kept (rounded).")
+    parser.add_argument("--lr-decay", default=argparse.SUPPRESS, choices=recipe.DECAY_SCHEDULES,
                         help="Learning-rate decay after warmup, stepped per optimisation step.")
-    parser.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing of the cross-entropy.")
-    parser.add_argument("--augment", default="none", choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
+    parser.add_argument("--label-smoothing", type=float, default=argparse.SUPPRESS, help="Label smoothing of the cross-entropy.")
+    parser.add_argument("--augment", default=argparse.SUPPRESS, choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
                         help="none: the course's resize only; crop-flip: random resized crop and flip; "
                              "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
     parser.add_argument("--randaugment-magnitude", type=int, default=9,
@@ -140,7 +182,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="Keep an exponential moving average of the weights, updated after every optimisation "
                              "step with this decay (e.g. 0.99), and evaluate and save it instead of the raw weights "
                              "(0: off).")
-    parser.add_argument("--max-grad-norm", type=float, default=None,
+    parser.add_argument("--max-grad-norm", type=float, default=argparse.SUPPRESS,
                         help="Clip the global gradient norm (the paper: 1.0); 0 turns clipping off.")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
     parser.add_argument("--amp", action="store_true",
@@ -148,10 +190,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "with loss scaling on older GPUs (Colab's T4).")
     parser.add_argument("--max-batches", type=int, default=None, help="Stop each epoch after this many batches (a quick run).")
     args = parser.parse_args(argv)
+    _apply_recipe(args, recipe.TRAINING_RECIPES[args.recipe])
+    if args.stem_channels == [0]:
+        args.stem_channels = None
     problem = _check_args(args)
     if problem:
         parser.error(problem)
     return args
+
+
+def _apply_recipe(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """Fill every flag not given on the command line from the recipe.
+
+    The recipe's warmup is a share of its epochs: with only --epochs given it keeps that share (5 of 100
+    epochs becomes 1 of 20), so that a shorter run of the recipe still warms up for its first 5 %.
+    """
+    if "epochs" in vars(args) and "warmup_epochs" not in vars(args):
+        args.warmup_epochs = round(values["warmup_epochs"] * args.epochs / values["epochs"])
+    for name, value in values.items():
+        vars(args).setdefault(name, value)  # a flag given on the command line wins over the recipe
 
 
 def _check_args(args: argparse.Namespace) -> Optional[str]:
@@ -234,12 +291,19 @@ def _transforms(augment: str, image_size: int, magnitude: int) -> tuple[Callable
             data_setup.eval_transforms(image_size))
 
 
-def _model_overrides(args: argparse.Namespace) -> dict:
-    overrides = {"img_size": args.image_size, "drop_path_rate": args.drop_path_rate, "pool": args.pool,
-                 "embedding_dropout": args.dropout, "proj_dropout": args.dropout, "mlp_dropout": args.dropout}
+def model_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model_builder.create_vit`` keyword arguments of a run's settings (a recipe, or the parsed flags).
+
+    ``values`` holds the flags' names: image_size, drop_path_rate, pool, dropout, and patch_size,
+    num_transformer_layers and stem_channels (None keeps the preset's own). Notebook 05 builds the
+    small-data recipe's model with ``create_vit(recipe["model"], num_classes, **model_overrides(recipe))``.
+    """
+    overrides = {"img_size": values["image_size"], "drop_path_rate": values["drop_path_rate"], "pool": values["pool"],
+                 "embedding_dropout": values["dropout"], "proj_dropout": values["dropout"],
+                 "mlp_dropout": values["dropout"]}
     for name in ("patch_size", "num_transformer_layers", "stem_channels"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+        if values.get(name) is not None:
+            overrides[name] = values[name]
     return overrides
 
 
@@ -287,7 +351,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     train_dataloader, test_dataloader, val_dataloader, class_names = _dataloaders(args, data_dir, val_dir)
     num_train_images, num_test_images = len(train_dataloader.dataset), len(test_dataloader.dataset)
-    model = model_builder.create_vit(args.model, num_classes=len(class_names), **_model_overrides(args)).to(device)
+    model = model_builder.create_vit(args.model, num_classes=len(class_names), **model_overrides(vars(args))).to(device)
     trained_model = model
     if context is not None:
         utils.set_seeds(args.seed + context.rank)  # different augmentation and dropout in each process

@@ -68,7 +68,7 @@ def test_torchrun_trains_on_two_cpu_processes_and_rank_0_reports_the_whole_datas
     epochs = 4
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "going_modular.train", "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8",
+        "-m", "going_modular.train", "--recipe", "ztm", "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8",
         "--epochs", str(epochs), "--batch-size", "4", "--lr", "1e-3", "--num-workers", "0", "--device", "cpu",
         "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--model-name", "ddp", "--seed", "5",
     ]

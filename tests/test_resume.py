@@ -57,7 +57,7 @@ def _dataset(root: Path) -> Path:
 
 def _flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
-        "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--num-transformer-layers", "2",
+        "--recipe", "ztm", "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--num-transformer-layers", "2",
         "--batch-size", "4", "--epochs", "4", "--lr", "1e-3", "--warmup-epochs", "1", "--lr-decay", "cosine",
         "--max-grad-norm", "1.0", "--augment", "trivialaugment", "--drop-path-rate", "0.1", "--seed", "3",
         "--mixup-alpha", "0.8", "--cutmix-alpha", "1.0", "--ema-decay", "0.9",

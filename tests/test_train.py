@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import helper_functions
-from going_modular import attention, data_setup, plotting, settings, train, utils
+from going_modular import attention, data_setup, plotting, recipe, settings, train, utils
 
 
 def make_colour_dataset(root: Path, per_class: int = 4) -> Path:
@@ -29,7 +29,7 @@ def test_train_command_line_end_to_end(tmp_path):
     data_dir = make_colour_dataset(tmp_path / "colours")
     output_dir = tmp_path / "out"
     results = train.main([
-        "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--batch-size", "4",
+        "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--batch-size", "4",
         "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--num-workers", "0",
         "--model-name", "tiny", "--seed", "7",
     ])
@@ -82,7 +82,7 @@ def test_train_offline_without_the_dataset_is_a_one_line_error(tmp_path, capsys,
     (["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1"),
     (["--drop-path-rate", "-0.1"], "--drop-path-rate must be at least 0 and below 1"),
     (["--max-grad-norm", "-1"], "--max-grad-norm must be at least 0"),
-    (["--warmup-epochs", "11"], "--warmup-epochs must be between 0 and --epochs (10), got 11"),
+    (["--epochs", "10", "--warmup-epochs", "11"], "--warmup-epochs must be between 0 and --epochs (10), got 11"),
     (["--num-workers", "-1"], "--num-workers must be at least 0"),
     (["--dropout", "1"], "--dropout must be at least 0 and below 1"),
     (["--randaugment-magnitude", "31"], "--randaugment-magnitude must be between 0 and 30"),
@@ -92,8 +92,9 @@ def test_train_offline_without_the_dataset_is_a_one_line_error(tmp_path, capsys,
     (["--image-size", "96", "--stem-channels", "8", "16", "--patch-size", "16"],
      "--image-size 96 is not divisible by 64 (the stem's stride 4 x the patch size 16)"),
     (["--val-dir", "auto", "--data-dir", "."], "--val-dir auto is the validation split of the course's"),
-    (["--image-size", "100"], "--image-size 100 is not divisible by the patch size 16"),
-    (["--image-size", "32", "--patch-size", "5"], "Use --image-size 30"),
+    (["--recipe", "ztm", "--image-size", "100"], "--image-size 100 is not divisible by the patch size 16"),
+    (["--recipe", "ztm", "--image-size", "32", "--patch-size", "5"], "Use --image-size 30"),
+    (["--image-size", "100"], "--image-size 100 is not divisible by 16 (the stem's stride 16 x the patch size 1)"),
     (["--device", "toaster"], "--device 'toaster' is not a device PyTorch knows"),
     (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
 ])
@@ -102,7 +103,7 @@ def test_train_rejects_bad_flags_in_one_line(capsys, flags, message):
 
 
 def test_train_command_line_prints_one_line_for_a_user_error(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "going_modular.train", "--image-size", "100"],
+    completed = subprocess.run([sys.executable, "-m", "going_modular.train", "--recipe", "ztm", "--image-size", "100"],
                                capture_output=True, text=True)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
@@ -118,7 +119,7 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(train.engine, "train", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         train.main(["--data-dir", str(make_colour_dataset(tmp_path / "c")), "--output-dir", str(tmp_path / "o"),
-                    "--image-size", "32", "--num-workers", "0"])
+                    "--image-size", "32", "--batch-size", "4", "--num-workers", "0"])
 
 
 def test_train_help_documents_every_flag():
@@ -177,7 +178,8 @@ def test_train_command_line_with_the_full_recipe_reaches_the_training_loop(tmp_p
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_measure)
     peak_lr, epochs = 0.01, 3
     results = train.main([
-        "--model", "vit_ti_16", "--epochs", str(epochs), "--image-size", "32", "--patch-size", "8", "--batch-size", "2",
+        "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", str(epochs), "--image-size", "32", "--patch-size", "8",
+        "--batch-size", "2",
         "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"), "--num-workers", "0", "--lr", str(peak_lr),
         "--augment", "trivialaugment", "--warmup-epochs", "1", "--lr-decay", "cosine", "--label-smoothing", "0.1",
         "--drop-path-rate", "0.1", "--max-grad-norm", "0.5", "--accumulation-steps", "2", "--pool", "mean",
@@ -204,7 +206,8 @@ def test_drop_last_leaves_out_the_incomplete_batch(tmp_path):
     runs = {}
     for drop_last in (False, True):
         runs[drop_last] = train.main([
-            "--epochs", "2", "--image-size", "32", "--patch-size", "16", "--batch-size", "3", "--num-workers", "0",
+            "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--patch-size", "16",
+            "--batch-size", "3", "--num-workers", "0",
             "--data-dir", str(data_dir), "--output-dir", str(tmp_path / str(drop_last)), "--num-transformer-layers", "1",
         ] + (["--drop-last"] if drop_last else []))
     assert len(runs[False]["steps"]["lr"]) == 2 * 3
@@ -222,8 +225,9 @@ def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train.engine, "train_step", recording_train_step)
     results = train.main([
-        "--epochs", "1", "--image-size", "32", "--patch-size", "16", "--batch-size", "4", "--num-workers", "0",
-        "--num-transformer-layers", "1", "--mixup-alpha", "0.8", "--cutmix-alpha", "1.0",
+        "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
+        "--batch-size", "4", "--num-workers", "0", "--num-transformer-layers", "1", "--mixup-alpha", "0.8",
+        "--cutmix-alpha", "1.0",
         "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
     ])
     assert seen_labels and all(labels.shape == (4, 2) for labels in seen_labels)  # class probabilities
@@ -233,7 +237,8 @@ def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
 
 def test_an_ema_of_the_weights_is_evaluated_and_saved_without_changing_training(tmp_path):
     data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
-    flags = ["--epochs", "2", "--image-size", "32", "--patch-size", "16", "--batch-size", "4", "--num-workers", "0",
+    flags = ["--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--patch-size", "16",
+             "--batch-size", "4", "--num-workers", "0",
              "--num-transformer-layers", "1", "--lr", "0.01", "--data-dir", str(data_dir)]
     plain = train.main(flags + ["--output-dir", str(tmp_path / "plain")])
     averaged = train.main(flags + ["--output-dir", str(tmp_path / "ema"), "--ema-decay", "0.5"])
@@ -261,3 +266,38 @@ def test_model_flags_reach_the_model(tmp_path, monkeypatch):
     assert model.num_patches == (32 // (4 * 2)) ** 2 and model.stem.out_channels == 8
     assert model.embedding_dropout.p == 0.3
     assert {m.p for m in model.transformer_encoder.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+
+
+def test_no_flags_is_the_small_data_recipe_and_ztm_is_one_flag_away():
+    defaults = vars(train.parse_args([]))
+    assert defaults["recipe"] == "small-data"
+    assert {name: defaults[name] for name in recipe.TRAINING_RECIPES["small-data"]} == recipe.TRAINING_RECIPES["small-data"]
+    assert defaults["stem_channels"] == [24, 48, 96, 192] and defaults["image_size"] == 96 and defaults["drop_last"]
+    ztm = vars(train.parse_args(["--recipe", "ztm"]))
+    assert (ztm["model"], ztm["image_size"], ztm["batch_size"], ztm["epochs"], ztm["lr"], ztm["weight_decay"]) == (
+        "vit_b_16", 224, 32, 10, 3e-3, 0.3)
+    assert ztm["stem_channels"] is None and ztm["augment"] == "none" and not ztm["drop_last"]
+
+
+def test_a_flag_given_overrides_the_recipe_and_a_shorter_run_keeps_its_share_of_warmup():
+    args = train.parse_args(["--lr", "1e-3", "--no-drop-last", "--stem-channels", "0", "--patch-size", "8"])
+    assert args.lr == 1e-3 and args.drop_last is False and args.stem_channels is None and args.patch_size == 8
+    assert train.parse_args(["--epochs", "20"]).warmup_epochs == 1      # 5 of 100 epochs -> 1 of 20
+    assert train.parse_args(["--epochs", "1"]).warmup_epochs == 0
+    assert train.parse_args(["--epochs", "20", "--warmup-epochs", "3"]).warmup_epochs == 3
+
+
+def test_each_recipe_as_flags_parses_back_to_the_recipe():
+    for name, values in recipe.TRAINING_RECIPES.items():
+        other = next(other for other in recipe.TRAINING_RECIPES if other != name)
+        parsed = vars(train.parse_args(["--recipe", other, *train.recipe_as_flags(values)]))
+        # None is "off" (written as 0) or "the preset's own" (left out, so the other recipe's value stays).
+        given = {key: value for key, value in values.items() if value is not None or key in ("stem_channels", "max_grad_norm")}
+        assert {key: parsed[key] or None if key == "max_grad_norm" else parsed[key] for key in given} == given, name
+
+
+def test_the_recipe_builds_the_model_the_command_line_trains(tmp_path):
+    small_data = recipe.TRAINING_RECIPES["small-data"]
+    model = train.model_builder.create_vit(small_data["model"], num_classes=3, **train.model_overrides(small_data))
+    assert model.num_patches == (96 // 16) ** 2 and len(model.transformer_encoder) == 6
+    assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 3)
