@@ -3,12 +3,13 @@
 A frozen backbone maps the same image to the same features every time (when nothing random happens
 to the image), so computing them once and training the head on the stored features gives the same
 head as training end to end, in a fraction of the time: the backbone runs once per image instead of
-once per image per epoch. Notebook 06 uses it for the pretrained ViT-B/16 feature extractor.
+once per image per epoch. Notebook 06 uses it for the pretrained ViT-Ti/16 feature extractor (and,
+where its weights can be downloaded, torchvision's ViT-B/16).
 
     backbone = vit_backbone(model)                       # images -> class-token features
     train_features = extract_features(backbone, train_dataloader, device)
     loader = feature_dataloader(train_features, batch_size=32, shuffle=True)
-    engine.train(model.heads, loader, ...)               # only the head trains
+    engine.train(model.head, loader, ...)                # only the head trains (torchvision's: model.heads)
 """
 from __future__ import annotations
 

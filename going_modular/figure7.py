@@ -12,13 +12,15 @@ Section 4.5 of the paper ("Inspecting Vision Transformer") looks inside a traine
     right   "size of attended area by head and network depth": each head's mean attention distance
             (``attention.mean_attention_distance``) against the layer   -> plot_mean_attention_distance
 
+    all three   one row of three Axes, as the paper lays them out     -> plot_figure7
+
 Every function reads the course's ``model_builder.ViT`` (a torchvision ViT converts with
-``pretrained.vit_from_torchvision``; ``pretrained.load_pretrained_vit`` gives ImageNet-trained ViT-Ti/16
-weights). Notebook 07 draws the three panels for a trained model.
+``pretrained.vit_from_torchvision``). Notebook 07 draws the three panels for the ImageNet-trained
+ViT-Ti/16 of ``pretrained.load_pretrained_vit`` and, beside them, for a randomly initialised one.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -213,8 +215,12 @@ def plot_mean_attention_distance(
     ax: Optional[plt.Axes] = None,
     title: Optional[str] = "Mean attention distance per head",
     reference_distance: Optional[float] = None,
+    y_max: Optional[float] = None,
 ) -> plt.Figure:
     """Scatter each head's mean attention distance against its layer, as in Figure 7 right.
+
+    Heads are numbered from 1 in the legend. The axes are fixed so that no point is cut off: layers
+    1..L sit half a step inside the x limits, and the y axis runs from 0 to ``y_max``.
 
     Args:
         distances_per_layer: [layers, heads] in pixels, e.g. ``torch.stack`` of
@@ -223,30 +229,81 @@ def plot_mean_attention_distance(
         title: the Axes title.
         reference_distance: when given, a dashed line at this distance (for example the distance of
             perfectly uniform attention: heads below it prefer nearby patches, heads above it far ones).
+        y_max: the top of the y axis in pixels; pass the same value to panels that are compared side by
+            side. Default: 10 % above the highest point (or the reference line, when that is higher).
 
     Returns:
         The Figure drawn on.
 
     Raises:
-        ValueError: ``distances_per_layer`` is not [layers, heads].
+        ValueError: ``distances_per_layer`` is not [layers, heads], or ``y_max`` is below a point or
+            the reference line (the message names both).
     """
     if distances_per_layer.ndim != 2:
         raise ValueError(f"Expected distances [layers, heads], got shape {tuple(distances_per_layer.shape)}.")
     values = distances_per_layer.detach().float().cpu().numpy()
     layers, heads = values.shape
+    highest = max(float(values.max()), reference_distance or 0.0)
+    if y_max is None:
+        y_max = 1.1 * highest if highest > 0 else 1.0
+    elif y_max <= highest:
+        raise ValueError(f"y_max = {y_max} would cut off a point or the reference line at {highest:.1f} pixels.")
     ax = _new_axes(ax, (5.0, 4.0))
     colours = plt.get_cmap("tab20" if heads > 10 else "tab10")
     for head in range(heads):
-        ax.scatter(np.arange(1, layers + 1), values[:, head], s=14, color=colours(head % colours.N),
-                   label=f"head {head + 1}")
+        ax.scatter(np.arange(1, layers + 1), values[:, head], s=18, color=colours(head % colours.N),
+                   label=f"head {head + 1}", zorder=3)
     if reference_distance is not None:
         ax.axhline(reference_distance, color="grey", linestyle="--", linewidth=1, label="uniform attention")
     ax.set_xlabel("Network depth (layer)")
     ax.set_ylabel("Mean attention distance (pixels)")
     ax.set_xticks(np.arange(1, layers + 1))
-    ax.set_ylim(bottom=0)
+    ax.set_xlim(0.5, layers + 0.5)
+    ax.set_ylim(0, y_max)
     if heads <= 16:
-        ax.legend(fontsize=6, ncol=2, loc="lower right")
+        ax.legend(fontsize="small", ncol=2 if heads > 4 else 1, loc="best", framealpha=0.9)
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def plot_figure7(
+    components: torch.Tensor,
+    similarity: torch.Tensor,
+    distances_per_layer: torch.Tensor,
+    axes: Optional[Sequence[plt.Axes]] = None,
+    label: Optional[str] = None,
+    reference_distance: Optional[float] = None,
+    y_max: Optional[float] = None,
+) -> plt.Figure:
+    """Draw the three panels of Figure 7 on a row of three Axes: filters, position similarity, attention distance.
+
+    Notebook 07 draws one row for the pretrained ViT-Ti/16 and one for a randomly initialised one.
+
+    Args:
+        components: the output of ``patch_embedding_principal_components``.
+        similarity: the output of ``position_embedding_similarity``.
+        distances_per_layer: [layers, heads] mean attention distances in pixels.
+        axes: three Axes to draw on, left to right (default: a new figure of one row).
+        label: which model the panels show (e.g. "ViT-Ti/16, randomly initialised"), added to each title.
+        reference_distance: passed to ``plot_mean_attention_distance`` (e.g. uniform attention).
+        y_max: passed to ``plot_mean_attention_distance``; give two rows the same value to compare them.
+
+    Returns:
+        The Figure drawn on.
+
+    Raises:
+        ValueError: ``axes`` is not three Axes, or a panel's input has the wrong shape (see each plot function).
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.25, 1.1, 1.0]})
+    axes = list(np.ravel(axes))
+    if len(axes) != 3:
+        raise ValueError(f"plot_figure7 draws three panels and needs three Axes, got {len(axes)}.")
+    suffix = f"\n{label}" if label else ""
+    plot_embedding_filters(components, ax=axes[0],
+                           title=f"Embedding filters (first {components.shape[0]} principal components){suffix}")
+    plot_position_similarity(similarity, ax=axes[1], title=f"Position embedding similarity{suffix}")
+    plot_mean_attention_distance(distances_per_layer, ax=axes[2], reference_distance=reference_distance,
+                                 y_max=y_max, title=f"Mean attention distance per head{suffix}")
+    return axes[0].figure

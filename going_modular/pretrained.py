@@ -3,7 +3,8 @@
 The paper's results come from pre-training on a large dataset, then fine-tuning (section 3.2). This
 module holds everything the course does with weights it did not train itself:
 
-    torchvision  vit_from_torchvision          a torchvision VisionTransformer -> the course's ViT (notebook 06)
+    torchvision  vit_from_torchvision          a torchvision VisionTransformer -> the course's ViT
+                 vit_to_torchvision            the course's ViT -> a torchvision VisionTransformer (notebook 06)
                  create_vit_feature_extractor  torchvision's ViT-B/16, backbone frozen, a new head (notebook 06)
     section 3.2  resize_position_embedding     position embeddings interpolated to a new patch grid
     timm         vit_from_timm_state_dict      a timm-layout state dict -> the course's ViT
@@ -98,8 +99,8 @@ def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
     """Return this module's ViT holding the weights of a torchvision VisionTransformer.
 
     Works for any depth, width, image size, patch size and number of classes; in eval mode both models
-    give the same logits (to float32 rounding). This is how notebook 06 runs ImageNet-pretrained
-    weights inside the ViT the course builds.
+    give the same logits (to float32 rounding). With it, torchvision's pretrained ViT-B/16 (and the
+    feature extractor of ``create_vit_feature_extractor``) runs inside the ViT the course builds.
 
     Args:
         tv_model: e.g. ``torchvision.models.vit_b_16(weights=ViT_B_16_Weights.DEFAULT)``.
@@ -143,6 +144,56 @@ def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
     return model.to(device=reference.device, dtype=reference.dtype).train(tv_model.training)
 
 
+def vit_to_torchvision(model: ViT) -> torchvision.models.VisionTransformer:
+    """Return a torchvision VisionTransformer holding the weights of the course's ViT (the inverse of
+    :func:`vit_from_torchvision`).
+
+    Notebook 06 uses it to run the pretrained ViT-Ti/16, with its trained head, through torchvision's
+    independent implementation: in eval mode both give the same logits (to float32 rounding).
+
+    Args:
+        model: a ViT of the paper's form: square images, no convolutional stem, class-token pooling, and
+            a bias in the query/key/value projection (torchvision's attention always has one).
+
+    Returns:
+        A torchvision VisionTransformer with dropout 0 (as the course's pretrained ViTs), in the same
+        training/eval mode, on the same device and dtype as ``model``.
+
+    Raises:
+        TypeError: ``model`` is not the course's ViT.
+        ValueError: the model has a feature torchvision's VisionTransformer lacks (the message names it).
+    """
+    if not isinstance(model, ViT):
+        raise TypeError(f"Expected the course's ViT, got {type(model).__name__}.")
+    height, width = model.img_size
+    first_block = model.transformer_encoder[0]
+    unsupported = {
+        f"non-square images ({height} x {width})": height != width,
+        "a convolutional stem": not isinstance(model.stem, nn.Identity),
+        f'pool="{model.pool}"': model.pool != "cls",
+        "qkv_bias=False": first_block.msa_block.qkv.bias is None,
+    }
+    problems = [name for name, present in unsupported.items() if present]
+    if problems:
+        raise ValueError(f"torchvision's VisionTransformer has no equivalent of: {', '.join(problems)}.")
+    has_pre_logits = isinstance(model.pre_logits, nn.Sequential)
+    reference = next(model.parameters())
+    tv_model = torchvision.models.VisionTransformer(
+        image_size=height,
+        patch_size=model.patch_size,
+        num_layers=len(model.transformer_encoder),
+        num_heads=first_block.msa_block.num_heads,
+        hidden_dim=model.class_token.shape[-1],
+        mlp_dim=first_block.mlp_block.mlp[0].out_features,
+        num_classes=model.head.out_features,
+        representation_size=model.pre_logits[0].out_features if has_pre_logits else None,
+    )
+    key_map = _torchvision_key_map(len(model.transformer_encoder), has_pre_logits)
+    ours = model.state_dict()
+    _copy_parameters(tv_model, ours, {theirs: our_name for our_name, theirs in key_map.items()})
+    return tv_model.to(device=reference.device, dtype=reference.dtype).train(model.training)
+
+
 def _load_pretrained_vit_b_16(
     weights: torchvision.models.ViT_B_16_Weights, allow_random_weights: bool
 ) -> tuple[torchvision.models.VisionTransformer, bool]:
@@ -152,7 +203,8 @@ def _load_pretrained_vit_b_16(
         cache = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
         message = (
             f"Could not load the pretrained weights {weights} from {weights.url} ({error}). "
-            f"This machine is probably offline. Either run where the internet is reachable (e.g. Colab), "
+            f"The download failed (no internet connection, or the server could not be reached). Either run "
+            f"where the internet is reachable (e.g. Colab), "
             f"or download that file elsewhere and put it at {cache}, or, to carry on without transfer "
             f"learning, pass allow_random_weights=True (every result is then from RANDOM weights)."
         )

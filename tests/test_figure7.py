@@ -10,6 +10,7 @@ from torch import nn
 from going_modular.figure7 import (
     patch_embedding_principal_components,
     plot_embedding_filters,
+    plot_figure7,
     plot_mean_attention_distance,
     plot_position_similarity,
     position_embedding_similarity,
@@ -140,3 +141,43 @@ def test_plot_mean_attention_distance_one_point_per_head_and_layer():
     assert ax.lines[0].get_ydata()[0] == 70.0
     with pytest.raises(ValueError, match=r"\[layers, heads\]"):
         plot_mean_attention_distance(torch.rand(3))
+
+
+def test_plot_mean_attention_distance_cuts_off_no_point_and_has_a_readable_legend():
+    # The highest point sits above the reference line: the default y axis must still include it.
+    distances = torch.tensor([[5.0, 150.0], [120.0, 149.0], [140.0, 160.0]])  # 3 layers x 2 heads
+    ax = plot_mean_attention_distance(distances, reference_distance=116.0).axes[0]
+    (x_low, x_high), (y_low, y_high) = ax.get_xlim(), ax.get_ylim()
+    assert (x_low, x_high) == (0.5, 3.5) and y_low == 0 and y_high > 160.0
+    for collection in ax.collections:
+        for x, y in collection.get_offsets():
+            assert x_low < x < x_high and y_low < y < y_high
+    legend = ax.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["head 1", "head 2", "uniform attention"]
+    assert min(text.get_fontsize() for text in legend.get_texts()) >= 8
+
+
+def test_plot_mean_attention_distance_shared_y_max_and_its_check():
+    distances = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    ax = plot_mean_attention_distance(distances, y_max=200.0).axes[0]
+    assert ax.get_ylim() == (0.0, 200.0)
+    with pytest.raises(ValueError, match="y_max = 100.0 would cut off .* 116.0 pixels"):
+        plot_mean_attention_distance(distances, reference_distance=116.0, y_max=100.0)
+    # All heads at distance 0 (attention to itself only) still get a visible axis.
+    assert plot_mean_attention_distance(torch.zeros(2, 2)).axes[0].get_ylim() == (0.0, 1.0)
+
+
+def test_plot_figure7_draws_the_three_panels_left_to_right_with_the_label():
+    figure, axes = plt.subplots(2, 3)
+    components, similarity = torch.randn(28, 3, 4, 4), torch.rand(2, 3, 2, 3)
+    distances = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    returned = plot_figure7(components, similarity, distances, axes=axes[1], label="my model", y_max=50.0)
+    assert returned is figure
+    assert not any(ax.get_images() or ax.collections for ax in axes[0])  # the other row is untouched
+    titles = [ax.get_title() for ax in axes[1]]
+    assert titles[0].startswith("Embedding filters (first 28 principal components)")
+    assert titles[1].startswith("Position embedding similarity") and titles[2].startswith("Mean attention distance")
+    assert all(title.endswith("\nmy model") for title in titles)
+    assert axes[1][2].get_ylim() == (0.0, 50.0) and len(axes[1][2].collections) == 2
+    with pytest.raises(ValueError, match="needs three Axes, got 2"):
+        plot_figure7(components, similarity, distances, axes=axes[0][:2])

@@ -10,7 +10,13 @@ Measured on the shared weights (2-core CPU, torch 2.14), against three random in
         pretrained 0.93 (smallest patch 0.84); random -0.003 to 0.008 (smallest patch about -0.1)
     mean attention distance, last 3 layers minus first 3 (three test photos, mean over heads):
         pretrained 145.5 - 46.4 = 99 pixels; random within 1 pixel of 0 (every layer near uniform, 116 pixels)
-The thresholds (0.5 and 40 pixels) sit about halfway between.
+    mean attention distance of the heads of the first 3 layers (three test photos):
+        pretrained 22 to 86 pixels (local heads beside far-looking ones); random 114 to 119 (spread under 4)
+    position embeddings, patches >= 5 apart in the same row or column minus those in neither:
+        pretrained 0.51 (+0.38 against -0.13); random within 0.01 of 0
+    share of the filters' variance in the first 28 principal components (Figure 7 left):
+        pretrained 42 %; random 27 % (three seeds)
+Each threshold (0.5; 40 pixels; 40 and 30 pixels; 0.25; 0.35) sits well between the two.
 """
 from typing import Callable
 
@@ -20,12 +26,16 @@ import torch
 from going_modular import settings
 from going_modular.attention import mean_attention_distance, patch_distances
 from going_modular.data_setup import load_image
-from going_modular.figure7 import position_embedding_similarity
+from going_modular.figure7 import patch_embedding_principal_components, position_embedding_similarity
 from going_modular.model_builder import ViT, create_vit
 from going_modular.pretrained import PRETRAINED_WEIGHTS, load_pretrained_vit, pretrained_weights_path
 
 NEIGHBOUR_MARGIN = 0.5    # cosine similarity
 DEPTH_GROWTH_PIXELS = 40  # mean attention distance
+ROW_COLUMN_MARGIN = 0.25  # cosine similarity
+PRINCIPAL_SHARE = 0.35    # share of the filters' variance in the first 28 principal components
+LOCAL_HEAD_PIXELS = 40    # a head of the first 3 layers at most this far ...
+EARLY_SPREAD_PIXELS = 30  # ... and heads of the first 3 layers at least this far apart
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +73,37 @@ def neighbour_similarity_margin(model: ViT) -> torch.Tensor:
     return (similarity * near).sum(dim=1) / near.sum(dim=1) - (similarity * far).sum(dim=1) / far.sum(dim=1)
 
 
-def attention_distance_growth(model: ViT, images: torch.Tensor) -> float:
-    """Mean attention distance (pixels, mean over heads) of the last 3 layers minus that of the first 3."""
+def row_column_margin(model: ViT) -> float:
+    """Mean similarity of patches >= 5 apart in the same row or column, minus that of patches >= 5 apart in neither."""
+    similarity = position_embedding_similarity(model)
+    rows, cols = similarity.shape[:2]
+    similarity = similarity.reshape(rows * cols, rows * cols)
+    far = patch_distances((rows, cols), patch_size=1) >= 5
+    row, col = torch.arange(rows * cols) // cols, torch.arange(rows * cols) % cols
+    same_row, same_col = row[:, None] == row[None], col[:, None] == col[None]
+    aligned, neither = far & (same_row | same_col), far & ~same_row & ~same_col
+    return float(similarity[aligned].mean() - similarity[neither].mean())
+
+
+def principal_share(model: ViT, num_components: int = 28) -> float:
+    """Share of the patch-embedding filters' variance along their first principal components."""
+    flat = model.patch_embedding.patcher.weight.detach().flatten(start_dim=1)
+    centred = flat - flat.mean(dim=0)
+    components = patch_embedding_principal_components(model, num_components).flatten(start_dim=1)
+    return float((centred @ components.T).pow(2).sum() / centred.pow(2).sum())
+
+
+def distances_per_layer(model: ViT, images: torch.Tensor) -> torch.Tensor:
+    """[layers, heads] mean attention distance in pixels over the images."""
     with torch.no_grad():
         _, attention = model(images, return_attention=True)
     grid = tuple(size // model.patch_size for size in model.img_size)
-    per_layer = torch.stack([mean_attention_distance(weights, grid, model.patch_size).mean() for weights in attention])
+    return torch.stack([mean_attention_distance(weights, grid, model.patch_size) for weights in attention])
+
+
+def attention_distance_growth(model: ViT, images: torch.Tensor) -> float:
+    """Mean attention distance (pixels, mean over heads) of the last 3 layers minus that of the first 3."""
+    per_layer = distances_per_layer(model, images).mean(dim=1)
     return float(per_layer[-3:].mean() - per_layer[:3].mean())
 
 
@@ -93,3 +128,25 @@ def test_random_weights_attend_equally_far_at_every_depth(random_vit, photos):
     growth = attention_distance_growth(random_vit, photos)
     assert not growth > DEPTH_GROWTH_PIXELS
     assert abs(growth) < 10, f"last 3 layers minus first 3: {growth:.1f} pixels"
+
+
+def test_patches_in_the_same_row_or_column_have_more_similar_position_embeddings(pretrained_vit, random_vit):
+    assert row_column_margin(pretrained_vit[0]) > ROW_COLUMN_MARGIN
+    assert abs(row_column_margin(random_vit)) < 0.05
+
+
+def test_learned_filters_concentrate_their_variance_in_the_first_components(pretrained_vit, random_vit):
+    assert principal_share(pretrained_vit[0]) > PRINCIPAL_SHARE
+    assert principal_share(random_vit) < PRINCIPAL_SHARE
+
+
+def test_early_layers_hold_local_heads_beside_far_looking_ones(pretrained_vit, photos):
+    early = distances_per_layer(pretrained_vit[0], photos)[:3]
+    assert early.min() < LOCAL_HEAD_PIXELS, f"closest head of the first 3 layers: {early.min():.1f} pixels"
+    assert early.max() - early.min() > EARLY_SPREAD_PIXELS, f"spread: {early.max() - early.min():.1f} pixels"
+
+
+def test_random_weights_have_no_local_heads(random_vit, photos):
+    early = distances_per_layer(random_vit, photos)[:3]
+    assert not (early.min() < LOCAL_HEAD_PIXELS and early.max() - early.min() > EARLY_SPREAD_PIXELS)
+    assert early.max() - early.min() < 10, f"spread: {early.max() - early.min():.1f} pixels"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_rgba
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -9,7 +10,14 @@ from torch import nn
 from torchvision import transforms
 
 from going_modular.data_setup import manual_transforms
-from going_modular.predictions import Prediction, pred_and_plot_image, predict
+from going_modular.predictions import (
+    Prediction,
+    confusion_matrix,
+    plot_confusion_matrix,
+    plot_predictions,
+    pred_and_plot_image,
+    predict,
+)
 
 CLASS_NAMES = ["pizza", "steak", "sushi"]
 IMAGE_SIZE = (32, 32)
@@ -152,3 +160,124 @@ def test_predict_with_no_images_returns_an_empty_list(model):
 def test_predict_rejects_a_batch_size_below_one(model):
     with pytest.raises(ValueError, match="batch_size should be at least 1, got 0"):
         predict(model, [], CLASS_NAMES, batch_size=0)
+
+
+# ------------------------------------------------------------------------------------------ plot_predictions
+
+
+def _photos(tmp_path, classes: list[str]) -> list:
+    """One small photo per entry, saved in a folder named after its class (the course's data layout)."""
+    paths = []
+    for index, class_name in enumerate(classes):
+        folder = tmp_path / class_name
+        folder.mkdir(exist_ok=True)
+        paths.append(folder / f"photo_{index}.png")
+        # Portrait photos fill their panel's height, leaving no spare room for titles unless the layout makes it.
+        Image.new("RGB", (40, 60 + 7 * index), (20 * index, 80, 200)).save(paths[-1])
+    return paths
+
+
+def _boxes_overlap(first, second) -> bool:
+    return first.x0 < second.x1 and second.x0 < first.x1 and first.y0 < second.y1 and second.y0 < first.y1
+
+
+def test_plot_predictions_titles_each_photo_true_and_pred_in_green_or_red(tmp_path):
+    paths = _photos(tmp_path, ["pizza", "steak", "sushi"])
+    predictions = [Prediction(paths[0], "pizza", 0.91), Prediction(paths[1], "sushi", 0.5), Prediction(paths[2], "sushi", 0.777)]
+    figure = plot_predictions(predictions, ncols=2, title="three photos")
+    axes = figure.axes
+    assert len(axes) == 4  # 2 rows x 2 columns, the last one empty
+    assert [axis.get_title() for axis in axes[:3]] == [
+        "true: pizza\npred: pizza (0.91)", "true: steak\npred: sushi (0.50)", "true: sushi\npred: sushi (0.78)"
+    ]
+    colours = [axis.title.get_color() for axis in axes[:3]]
+    assert [to_rgba(colour) for colour in colours] == [to_rgba("green"), to_rgba("red"), to_rgba("green")]
+    assert axes[3].get_title() == "" and not axes[3].images
+    assert figure.get_suptitle() == "three photos"
+    plt.close(figure)
+
+
+def test_plot_predictions_true_classes_override_the_folder_names(tmp_path):
+    paths = _photos(tmp_path, ["pizza", "pizza"])
+    predictions = [Prediction(path, "steak", 0.6) for path in paths]
+    figure = plot_predictions(predictions, true_classes=["steak", "pizza"])
+    assert [axis.title.get_color() for axis in figure.axes] == ["green", "red"]
+    assert figure.axes[0].get_title().startswith("true: steak\n")
+    plt.close(figure)
+
+
+def test_plot_predictions_shrinks_photos_for_display(tmp_path):
+    path = tmp_path / "pizza" / "big.png"
+    path.parent.mkdir()
+    Image.new("RGB", (600, 300), (200, 10, 10)).save(path)
+    figure = plot_predictions([Prediction(path, "pizza", 1.0)], max_pixels=100)
+    assert figure.axes[0].images[0].get_array().shape[:2] == (50, 100)  # aspect ratio kept
+    plt.close(figure)
+
+
+@pytest.mark.parametrize("count, ncols", [(1, 4), (5, 5), (12, 4), (20, 6)])
+def test_plot_predictions_titles_never_overlap(tmp_path, count, ncols):
+    paths = _photos(tmp_path, ["sushi"] * count)
+    predictions = [Prediction(path, "steak", 0.123) for path in paths]
+    figure = plot_predictions(predictions, ncols=ncols, title="A long title over the whole grid of predictions")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    titles = [axis.title.get_window_extent(renderer) for axis in figure.axes if axis.get_title()]
+    photos = [axis.get_window_extent(renderer) for axis in figure.axes]
+    suptitle = figure._suptitle.get_window_extent(renderer)
+    assert len(titles) == count
+    for index, box in enumerate(titles):
+        assert not _boxes_overlap(box, suptitle)
+        assert all(not _boxes_overlap(box, other) for other in titles[index + 1 :])
+        # Each title sits above its own photo and clear of every other panel's photo area.
+        assert all(not _boxes_overlap(box, photo) for photo in photos)
+    figure_box = figure.bbox
+    assert all(figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and box.y1 <= figure_box.y1 for box in titles)
+    plt.close(figure)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"predictions": []}, "no predictions"),
+        ({"ncols": 0}, "ncols should be at least 1, got 0"),
+        ({"true_classes": ["pizza", "steak"]}, "1 predictions but 2 true_classes"),
+    ],
+)
+def test_plot_predictions_rejects_bad_input(tmp_path, kwargs, message):
+    (path,) = _photos(tmp_path, ["pizza"])
+    arguments = {"predictions": [Prediction(path, "pizza", 0.9)], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plot_predictions(**arguments)
+
+
+# ------------------------------------------------------------------------------------------ confusion matrix
+
+
+def test_confusion_matrix_counts_rows_as_true_and_columns_as_predicted():
+    matrix = confusion_matrix([0, 0, 1, 2, 2, 2], torch.tensor([0, 1, 1, 2, 0, 2]), num_classes=3)
+    assert matrix.dtype == torch.int64
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert confusion_matrix([], [], num_classes=2).tolist() == [[0, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("true, pred, message", [
+    ([0, 1], [0], "2 true labels but 1 predicted"),
+    ([0, 3], [0, 1], r"true label is outside 0 .. 2: \[0, 3\]"),
+    ([0, 1], [-1, 1], "predicted label is outside"),
+])
+def test_confusion_matrix_rejects_bad_labels(true, pred, message):
+    with pytest.raises(ValueError, match=message):
+        confusion_matrix(true, pred, num_classes=3)
+
+
+def test_plot_confusion_matrix_writes_every_count_and_the_accuracy():
+    matrix = torch.tensor([[5, 1, 0], [0, 4, 0], [2, 0, 3]])
+    figure = plot_confusion_matrix(matrix, CLASS_NAMES)
+    axis = figure.axes[0]
+    assert sorted(text.get_text() for text in axis.texts) == sorted(str(v) for v in matrix.flatten().tolist())
+    assert axis.get_title() == "Confusion matrix (15 photos, accuracy 0.800)"
+    assert [label.get_text() for label in axis.get_xticklabels()] == CLASS_NAMES
+    with pytest.raises(ValueError, match=r"Expected a \[2, 2\] matrix for 2 class names, got \(3, 3\)"):
+        plot_confusion_matrix(matrix, ["a", "b"])
+    plt.close("all")

@@ -26,6 +26,7 @@ from going_modular.pretrained import (
     load_pretrained_vit,
     vit_from_timm_state_dict,
     vit_from_torchvision,
+    vit_to_torchvision,
 )
 
 VIT_TI_PARAMETERS = 5_717_416  # the shared file's count (its README), 1000-class head included
@@ -244,6 +245,46 @@ def test_timm_state_dict_gives_torchvision_logits_on_random_tensors(shape, num_h
     _assert_same_logits(ours, _torchvision_reference(state_dict, num_heads or 6), shape["image_size"])
 
 
+@pytest.mark.parametrize("shape, num_heads", [
+    (dict(image_size=32, patch_size=8, depth=2, width=24, mlp_size=40, num_classes=5), 4),
+    (dict(image_size=48, patch_size=16, depth=1, width=12, mlp_size=20, num_classes=3), 3),
+])
+def test_vit_to_torchvision_gives_the_reference_built_by_the_tests_own_mapping(shape, num_heads):
+    state_dict = _random_timm_state_dict(**shape, seed=4)
+    ours = vit_from_timm_state_dict(state_dict, num_heads=num_heads)
+    converted = vit_to_torchvision(ours)
+    reference = _torchvision_reference(state_dict, num_heads)
+    assert isinstance(converted, torchvision.models.VisionTransformer) and not converted.training
+    assert converted.state_dict().keys() == reference.state_dict().keys()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(converted.state_dict()[name], tensor), name
+    assert converted.encoder.layers[0].num_heads == num_heads
+    _assert_same_logits(ours, converted, shape["image_size"])
+
+
+def test_vit_to_torchvision_and_back_is_the_same_model():
+    ours = ViT(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=16, mlp_size=24, num_heads=2,
+               num_classes=3, representation_size=6)
+    _randomised(ours, seed=5)
+    back = vit_from_torchvision(vit_to_torchvision(ours.train()))
+    assert back.training
+    assert all(torch.equal(tensor, ours.state_dict()[name]) for name, tensor in back.state_dict().items())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(pool="mean"), 'pool="mean"'),
+    (dict(img_size=(32, 48)), "non-square images"),
+    (dict(qkv_bias=False), "qkv_bias=False"),
+])
+def test_vit_to_torchvision_names_what_torchvision_lacks(overrides, message):
+    model = ViT(**{**dict(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=8, mlp_size=8,
+                          num_heads=2, num_classes=2), **overrides})
+    with pytest.raises(ValueError, match=message):
+        vit_to_torchvision(model)
+    with pytest.raises(TypeError, match="Linear"):
+        vit_to_torchvision(nn.Linear(2, 2))
+
+
 @pytest.fixture(scope="module")
 def vit_ti_state_dict() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
@@ -258,6 +299,7 @@ def test_timm_state_dict_gives_torchvision_logits_on_the_shared_vit_ti_weights(v
     ours = vit_from_timm_state_dict(vit_ti_state_dict)  # 3 heads: the default for D = 192
     assert count(ours) == VIT_TI_PARAMETERS
     _assert_same_logits(ours, _torchvision_reference(vit_ti_state_dict, num_heads=3), 224)
+    _assert_same_logits(ours, vit_to_torchvision(ours), 224)
 
 
 def test_a_new_head_is_zero_and_keeps_the_backbone():
