@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 import torch
 
-from going_modular import predictions
+from going_modular import predictions, settings
 from going_modular.attention import plot_attention_heads
 from going_modular.data_setup import Transform, download_data
 from going_modular.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
@@ -55,8 +55,8 @@ def walk_through_dir(dir_path: Union[str, Path]) -> None:
     """
     if not Path(dir_path).is_dir():
         raise FileNotFoundError(f"{dir_path} is not a folder. Download the data first (download_data).")
-    for current, folders, files in sorted(os.walk(dir_path)):
-        print(f"There are {len(folders)} directories and {len(files)} images in '{current}'.")
+    for current, folders, files in sorted(os.walk(dir_path)):  # paths shown relative to the repository
+        print(f"There are {len(folders)} directories and {len(files)} images in '{settings.display_path(current)}'.")
 
 
 def accuracy_fn(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:

@@ -32,9 +32,9 @@ from typing import Callable, Optional, Sequence
 import torch
 import torchvision
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from going_modular.flops import forward_flops  # noqa: E402  (attention matmuls included on every device)
 from going_modular.model_builder import VIT_PRESETS, create_vit  # noqa: E402
 
 TORCHVISION_BUILDERS = {"vit_b_16": "vit_b_16", "vit_l_16": "vit_l_16", "vit_h_14": "vit_h_14"}
@@ -149,14 +149,6 @@ def time_steps(step: Callable[[], None], steps: int, device: torch.device) -> fl
         step()
     _synchronize(device)
     return (time.perf_counter() - start) / steps
-
-
-def forward_flops(model: nn.Module, images: torch.Tensor) -> int:
-    """FLOPs of one forward pass, counted by PyTorch's FlopCounterMode (matmuls, convolutions, attention)."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(images)
-    return counter.get_total_flops()
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:

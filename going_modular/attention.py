@@ -159,7 +159,7 @@ def plot_attention_heads(
     Args:
         image: as for ``plot_attention_over_image``.
         attention_maps: [heads, rows, cols], e.g. the output of ``class_token_attention``.
-        titles: one title per head (default "head 0", "head 1", ...).
+        titles: one title per head (default "head 1", "head 2", ...: heads count from 1, as in notebooks 02 and 07).
         suptitle: a title over the whole figure.
         **kwargs: passed on to ``plot_attention_over_image`` (alpha, cmap, normalize).
 
@@ -172,7 +172,7 @@ def plot_attention_heads(
     if attention_maps.ndim != 3:
         raise ValueError(f"Expected maps [heads, rows, cols], got shape {tuple(attention_maps.shape)}.")
     heads = attention_maps.shape[0]
-    titles = list(titles) if titles is not None else [f"head {h}" for h in range(heads)]
+    titles = list(titles) if titles is not None else [f"head {h + 1}" for h in range(heads)]
     if len(titles) != heads:
         raise ValueError(f"Got {len(titles)} titles for {heads} heads.")
     figure, axes = plt.subplots(1, heads + 1, figsize=(3.2 * (heads + 1), 3.6), squeeze=False)

@@ -86,7 +86,7 @@ def test_plot_attention_over_image_uniform_map_does_not_divide_by_zero():
 def test_plot_attention_heads_one_panel_per_head_plus_the_image():
     figure = plot_attention_heads(torch.rand(3, 32, 48), torch.rand(3, 4, 6), suptitle="layer 1")
     assert len(figure.axes) == 4
-    assert [ax.get_title() for ax in figure.axes] == ["image", "head 0", "head 1", "head 2"]
+    assert [ax.get_title() for ax in figure.axes] == ["image", "head 1", "head 2", "head 3"]
     with pytest.raises(ValueError, match="2 titles for 3 heads"):
         plot_attention_heads(torch.rand(3, 32, 48), torch.rand(3, 4, 6), titles=["a", "b"])
 
