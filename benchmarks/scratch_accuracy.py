@@ -3,6 +3,7 @@
     python benchmarks/scratch_accuracy.py                       # the course's small-data recipe, seeds 0 1 2, CPU
     python benchmarks/scratch_accuracy.py -- --augment crop-flip  # an ablation: any train flag after --
     python benchmarks/scratch_accuracy.py --plain-vit --label plain_recipe  # the plain ViT-Ti (no stem)
+    python benchmarks/scratch_accuracy.py --no-validation --label split20 -- --data-dir data/pizza_steak_sushi_20_percent
 
 Each seed is one run of ``python -m going_modular.train`` (a child process) with ``RECIPE`` followed by
 the flags given after ``--`` (a later flag wins). ``--jobs 2`` runs two seeds at a time, each with half
@@ -64,6 +65,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     parser.add_argument("--output-dir", type=Path, default=Path(tempfile.gettempdir()) / "scratch_accuracy",
                         help="Where each run's model, results JSON and the summary go.")
     parser.add_argument("--label", default="recipe", help="Name of this configuration (a sub-folder of --output-dir).")
+    parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
+                        help="Score every run on the course's validation set too. --no-validation for another "
+                             "--data-dir, such as the 20 %% split, whose photos the validation set is made of.")
     parser.add_argument("--plain-vit", action="store_true",
                         help="Train the plain ViT-Ti of the earlier measurements (PLAIN_VIT_FLAGS) instead of the hybrid.")
     parser.add_argument("--jobs", type=int, default=1,
@@ -77,6 +81,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     if options.plain_vit:
         train_flags = PLAIN_VIT_FLAGS + train_flags
     return options, train_flags
+
+
+def _recipe(options: argparse.Namespace) -> list[str]:
+    return RECIPE if options.validation else []
 
 
 def summarise(final_accuracies: Sequence[float]) -> dict[str, float]:
@@ -94,7 +102,7 @@ def summarise(final_accuracies: Sequence[float]) -> dict[str, float]:
 def _run_seed(seed: int, train_flags: list[str], options: argparse.Namespace, folder: Path) -> dict:
     """Train one seed in a child process; return its final validation and test accuracy and wall time."""
     command = [
-        sys.executable, "-m", "going_modular.train", *RECIPE, *train_flags, "--seed", str(seed),
+        sys.executable, "-m", "going_modular.train", *_recipe(options), *train_flags, "--seed", str(seed),
         "--device", options.device, "--output-dir", str(folder), "--model-name", f"seed{seed}",
     ]
     log_path = folder / f"seed{seed}.log"
@@ -123,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with_validation = all(run["final_val_acc"] is not None for run in runs)
     summary = {
         "label": options.label,
-        "train_flags": [*RECIPE, *train_flags],
+        "train_flags": [*_recipe(options), *train_flags],
         "device": options.device,
         "torch_version": torch.__version__,
         "jobs": options.jobs,

@@ -81,3 +81,22 @@ def test_scratch_accuracy_summary_of_one_run_and_of_none():
     assert scratch_accuracy.summarise([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
     with pytest.raises(ValueError, match="No runs"):
         scratch_accuracy.summarise([])
+
+
+def test_notebook_times_reads_the_wall_time_and_the_run_from_a_notebook():
+    spec = importlib.util.spec_from_file_location("notebook_times", BENCHMARK.parent / "notebook_times.py")
+    notebook_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(notebook_times)
+
+    def cell(start, end, text=""):
+        return {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": [text]}],
+                "metadata": {"execution": {"iopub.execute_input": start, "shell.execute_reply": end}}}
+
+    notebook = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": []},
+        cell("2026-01-01T10:00:00.000Z", "2026-01-01T10:00:01.000Z", "device: cpu | torch 2.14.1 | full run\n"),
+        cell("2026-01-01T10:00:01.500Z", "2026-01-01T10:02:30.000Z"),
+    ]}
+    assert notebook_times.wall_seconds(notebook) == 150.0
+    assert notebook_times.run_description(notebook) == "cpu, full run"
+    assert notebook_times.wall_seconds({"cells": [{"cell_type": "code", "metadata": {}, "outputs": []}]}) is None
