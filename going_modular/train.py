@@ -67,6 +67,10 @@ def _exit_with_error(message: str) -> None:
     raise SystemExit(2)
 
 
+# The default of a flag that --recipe sets: absent after parsing unless given, then filled from the recipe.
+_FROM_RECIPE = argparse.SUPPRESS
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in --help (flags set by --recipe have none of their own), and the epilog as written."""
 
@@ -115,20 +119,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "the best recipe found for the 225 photos of pizza_steak_sushi (a hybrid ViT, chosen on "
                              "the validation set; numbers in benchmarks/README.md, 'On the validation set'). ztm: the "
                              "ZTM course's ViT-B/16 run. Their values are listed at the end of --help.")
-    parser.add_argument("--model", default=argparse.SUPPRESS, choices=sorted(model_builder.VIT_PRESETS),
+    parser.add_argument("--model", default=_FROM_RECIPE, choices=sorted(model_builder.VIT_PRESETS),
                         help="ViT preset: Table 1's vit_b_16/vit_l_16/vit_h_14, or the small vit_ti_16/vit_s_16 for a CPU. "
                              "Its width and heads; the recipe's --patch-size, --num-transformer-layers and "
                              "--stem-channels still apply (--recipe ztm keeps the preset's own).")
-    parser.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="Passes over the training data.")
-    parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="Images per batch (per process under torchrun).")
-    parser.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+    parser.add_argument("--epochs", type=int, default=_FROM_RECIPE, help="Passes over the training data.")
+    parser.add_argument("--batch-size", type=int, default=_FROM_RECIPE, help="Images per batch (per process under torchrun).")
+    parser.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=_FROM_RECIPE,
                         help="Leave out each epoch's last, incomplete training batch (225 images in batches of 32 end "
                              "with one of a single image). Always on under torchrun.")
-    parser.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="Peak learning rate of AdamW (after any warmup).")
-    parser.add_argument("--weight-decay", type=float, default=argparse.SUPPRESS,
+    parser.add_argument("--lr", type=float, default=_FROM_RECIPE, help="Peak learning rate of AdamW (after any warmup).")
+    parser.add_argument("--weight-decay", type=float, default=_FROM_RECIPE,
                         help="AdamW's decoupled weight decay on weight matrices; biases, norms, class token and "
                              "position embedding get none (the paper's Table 3: 0.1 for JFT pre-training).")
-    parser.add_argument("--image-size", type=int, default=argparse.SUPPRESS, help="Images are resized to this height and width.")
+    parser.add_argument("--image-size", type=int, default=_FROM_RECIPE, help="Images are resized to this height and width.")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="A folder with train/<class>/ and test/<class>/ images. "
                              "Default: pizza_steak_sushi in the course data directory, downloaded when missing.")
@@ -149,26 +153,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
-    parser.add_argument("--patch-size", type=int, default=argparse.SUPPRESS, help="Override the preset's patch size P.")
-    parser.add_argument("--num-transformer-layers", type=int, default=argparse.SUPPRESS,
+    parser.add_argument("--patch-size", type=int, default=_FROM_RECIPE, help="Override the preset's patch size P.")
+    parser.add_argument("--num-transformer-layers", type=int, default=_FROM_RECIPE,
                         help="Override the preset's depth L (Table 1), e.g. 6 for a smaller model on little data.")
-    parser.add_argument("--stem-channels", type=int, nargs="+", default=argparse.SUPPRESS, metavar="C",
+    parser.add_argument("--stem-channels", type=int, nargs="+", default=_FROM_RECIPE, metavar="C",
                         help="The paper's hybrid model (section 3.1): a convolutional stem with these channels (one "
                              "3x3 stride-2 convolution, BatchNorm and ReLU per number), whose feature map is cut into "
                              "--patch-size patches (1: one token per position), e.g. --stem-channels 24 48 96 192 "
                              "--patch-size 1. 0: no stem (the image itself is cut into patches).")
-    parser.add_argument("--pool", default=argparse.SUPPRESS, choices=("cls", "mean"),
+    parser.add_argument("--pool", default=_FROM_RECIPE, choices=("cls", "mean"),
                         help="Classify from the class token (the paper) or the mean of the patch tokens (appendix D.3).")
-    parser.add_argument("--dropout", type=float, default=argparse.SUPPRESS,
+    parser.add_argument("--dropout", type=float, default=_FROM_RECIPE,
                         help="Dropout after the position embedding and after every dense layer of the encoder "
                              "(appendix B.1; Table 3: 0.1 for ImageNet).")
-    parser.add_argument("--drop-path-rate", type=float, default=argparse.SUPPRESS, help="Stochastic depth rate of the last block.")
-    parser.add_argument("--warmup-epochs", type=int, default=argparse.SUPPRESS, help="Epochs of linear learning-rate warmup. With --epochs but not this flag, the recipe's "
+    parser.add_argument("--drop-path-rate", type=float, default=_FROM_RECIPE, help="Stochastic depth rate of the last block.")
+    parser.add_argument("--warmup-epochs", type=int, default=_FROM_RECIPE,
+                        help="Epochs of linear learning-rate warmup. With --epochs but not this flag, the recipe's "
                              "share of warmup epochs is kept (rounded).")
-    parser.add_argument("--lr-decay", default=argparse.SUPPRESS, choices=recipe.DECAY_SCHEDULES,
+    parser.add_argument("--lr-decay", default=_FROM_RECIPE, choices=recipe.DECAY_SCHEDULES,
                         help="Learning-rate decay after warmup, stepped per optimisation step.")
-    parser.add_argument("--label-smoothing", type=float, default=argparse.SUPPRESS, help="Label smoothing of the cross-entropy.")
-    parser.add_argument("--augment", default=argparse.SUPPRESS, choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
+    parser.add_argument("--label-smoothing", type=float, default=_FROM_RECIPE, help="Label smoothing of the cross-entropy.")
+    parser.add_argument("--augment", default=_FROM_RECIPE, choices=("none", "crop-flip", *data_setup.AUGMENTATION_POLICIES),
                         help="none: the course's resize only; crop-flip: random resized crop and flip; "
                              "trivialaugment/randaugment: crop, flip and that policy (with [-1, 1] normalisation).")
     parser.add_argument("--randaugment-magnitude", type=int, default=9,
@@ -182,7 +187,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="Keep an exponential moving average of the weights, updated after every optimisation "
                              "step with this decay (e.g. 0.99), and evaluate and save it instead of the raw weights "
                              "(0: off).")
-    parser.add_argument("--max-grad-norm", type=float, default=argparse.SUPPRESS,
+    parser.add_argument("--max-grad-norm", type=float, default=_FROM_RECIPE,
                         help="Clip the global gradient norm (the paper: 1.0); 0 turns clipping off.")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up before each step.")
     parser.add_argument("--amp", action="store_true",
