@@ -116,7 +116,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--recipe", default=recipe.DEFAULT_TRAINING_RECIPE, choices=sorted(recipe.TRAINING_RECIPES),
                         help="The configuration the flags below start from; any flag given overrides it. small-data: "
-                             "the best recipe found for the 225 photos of pizza_steak_sushi (a hybrid ViT, chosen on "
+                             "the course's recipe for the 225 photos of pizza_steak_sushi (a hybrid ViT, chosen on "
                              "the validation set; numbers in benchmarks/README.md, 'On the validation set'). ztm: the "
                              "ZTM course's ViT-B/16 run. Their values are listed at the end of --help.")
     parser.add_argument("--model", default=_FROM_RECIPE, choices=sorted(model_builder.VIT_PRESETS),
