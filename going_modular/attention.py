@@ -26,6 +26,8 @@ from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
 import torch.nn.functional as F
 
 from going_modular.plotting import ImageLike, image_to_hwc, rescale_to_unit_range
@@ -311,7 +313,7 @@ def mean_attention_distance(
 
 
 # ------------------------------------------------------------------------- the attention matrix itself
-# Added for notebook 02: the matrix A of equation 6 for one head, beside what one of its rows means.
+# Notebook 02: the matrix A of one head, beside what one of its rows means.
 
 
 def plot_attention_matrix(
@@ -356,9 +358,6 @@ def plot_attention_matrix(
             1..heads, or ``query`` is not in 0..N.
         IndexError: ``batch_index`` is outside the batch.
     """
-    from matplotlib.cm import ScalarMappable  # imported here: this function was appended to the module
-    from matplotlib.colors import LogNorm
-
     rows, cols = _check_attention(attention, grid_size)
     batch, heads, tokens = attention.shape[0], attention.shape[1], attention.shape[-1]
     if not 1 <= head <= heads:
