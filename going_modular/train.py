@@ -51,7 +51,7 @@ USER_ERRORS = (
 )
 # Settings that may change between a run and its resumption: they change where the outputs go and how
 # fast it runs, not what it computes.
-RESUMABLE_CHANGES = ("resume", "device", "num_workers", "output_dir", "model_name")
+RESUMABLE_CHANGES = ("resume", "device", "num_workers", "preload_eval", "output_dir", "model_name")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,6 +153,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="Random seed for weights, shuffling and dropout.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ...; the best available when not given.")
     parser.add_argument("--num-workers", type=int, default=data_setup.NUM_WORKERS, help="Data-loading worker processes.")
+    parser.add_argument("--preload-eval", action=argparse.BooleanOptionalAction, default=True,
+                        help="Resize and crop the test and validation images once and keep them in memory as tensors "
+                             "(the same batches, without decoding every photo again each epoch; "
+                             "data_setup.preloaded). --no-preload-eval for an evaluation set too large for memory.")
     parser.add_argument("--patch-size", type=int, default=_FROM_RECIPE, help="Override the preset's patch size P.")
     parser.add_argument("--num-transformer-layers", type=int, default=_FROM_RECIPE,
                         help="Override the preset's depth L (Table 1), e.g. 6 for a smaller model on little data.")
@@ -455,6 +459,10 @@ def _dataloaders(
     if val_dir is not None:
         val_dataloader = validation_split.create_validation_dataloader(
             val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
+    if args.preload_eval:
+        test_dataloader = data_setup.preloaded(test_dataloader)
+        if val_dataloader is not None:
+            val_dataloader = data_setup.preloaded(val_dataloader)
     return train_dataloader, test_dataloader, val_dataloader, class_names
 
 

@@ -254,6 +254,28 @@ def test_an_ema_of_the_weights_is_evaluated_and_saved_without_changing_training(
     assert loss == pytest.approx(averaged["metrics"]["test_loss"][-1], rel=1e-6)  # the saved weights were evaluated
 
 
+def test_evaluation_sets_held_in_memory_give_the_same_run(tmp_path):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=5)
+    flags = ["--model", "vit_ti_16", "--epochs", "2", "--image-size", "32", "--batch-size", "4", "--num-workers", "0",
+             "--num-transformer-layers", "1", "--data-dir", str(data_dir), "--val-dir", str(data_dir / "test")]
+    from_disk = train.main(flags + ["--output-dir", str(tmp_path / "disk"), "--no-preload-eval"])
+    in_memory = train.main(flags + ["--output-dir", str(tmp_path / "memory")])
+    assert in_memory["config"]["preload_eval"] and not from_disk["config"]["preload_eval"]
+    assert in_memory["metrics"] == from_disk["metrics"]  # every loss and accuracy, to the last bit
+    assert len(in_memory["metrics"]["val_acc"]) == 2 and in_memory["num_val_images"] == 10
+
+
+def test_preloaded_keeps_the_batches_and_refuses_a_shuffling_loader(tmp_path):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=3)
+    train_loader, test_loader, _ = data_setup.create_dataloaders(
+        data_dir / "train", data_dir / "test", data_setup.eval_transforms(24), batch_size=4, num_workers=0)
+    preloaded = data_setup.preloaded(test_loader)
+    for (images, labels), (kept_images, kept_labels) in zip(test_loader, preloaded, strict=True):
+        assert torch.equal(images, kept_images) and torch.equal(labels, kept_labels)
+    with pytest.raises(ValueError, match="shuffles"):
+        data_setup.preloaded(train_loader)
+
+
 def test_model_flags_reach_the_model(tmp_path, monkeypatch):
     built = []
     real_create_vit = train.model_builder.create_vit
