@@ -312,8 +312,8 @@ def preloaded(dataloader: DataLoader) -> DataLoader:
     """The same evaluation DataLoader, with its images transformed once and kept in memory as tensors.
 
     Test and validation images go through the same resize and centre crop in every epoch, so decoding
-    each JPEG and resizing it again is repeated work: for the small-data recipe's model at 96 px it cost
-    more than the forward pass itself (benchmarks/README.md, "Evaluation sets held in memory"). The batches
+    each JPEG and resizing it again is repeated work, and for a model as small as the small-data recipe's
+    a large share of the epoch (benchmarks/README.md, "Is data loading a bottleneck?"). The batches
     are the same tensors in the same order; only ``dataloader.dataset`` becomes a ``TensorDataset`` of
     (images, labels). The tensors take images x 3 x height x width x 4 bytes (51 MB for 466 photos at 96 px).
 

@@ -211,11 +211,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def _apply_recipe(args: argparse.Namespace, values: dict[str, Any]) -> None:
     """Fill every flag not given on the command line from the recipe.
 
-    The recipe's warmup is a share of its epochs: with only --epochs given it keeps that share (5 of 100
-    epochs becomes 1 of 20), so that a shorter run of the recipe still warms up for its first 5 %.
+    The recipe's warmup is a share of its epochs: with only --epochs given it keeps that share
+    (``recipe.scaled_warmup_epochs``: 5 of 200 epochs becomes 1 of 20).
     """
     if "epochs" in vars(args) and "warmup_epochs" not in vars(args):
-        args.warmup_epochs = round(values["warmup_epochs"] * args.epochs / values["epochs"])
+        args.warmup_epochs = recipe.scaled_warmup_epochs(values, args.epochs)
     for name, value in values.items():
         vars(args).setdefault(name, value)  # a flag given on the command line wins over the recipe
 

@@ -83,6 +83,13 @@ def test_scratch_accuracy_summary_of_one_run_and_of_none():
         scratch_accuracy.summarise([])
 
 
+def test_plain_vit_flags_are_the_measured_plain_recipe_whatever_the_default_epochs():
+    from going_modular import train
+    args = train.parse_args(_load_scratch_accuracy().PLAIN_VIT_FLAGS)
+    assert args.stem_channels is None and (args.patch_size, args.image_size, args.num_transformer_layers) == (8, 32, 12)
+    assert (args.pool, args.lr, args.epochs, args.warmup_epochs) == ("mean", 3e-4, 100, 5)
+
+
 def test_notebook_times_reads_the_wall_time_and_the_run_from_a_notebook():
     spec = importlib.util.spec_from_file_location("notebook_times", BENCHMARK.parent / "notebook_times.py")
     notebook_times = importlib.util.module_from_spec(spec)

@@ -304,9 +304,12 @@ def test_no_flags_is_the_small_data_recipe_and_ztm_is_one_flag_away():
 def test_a_flag_given_overrides_the_recipe_and_a_shorter_run_keeps_its_share_of_warmup():
     args = train.parse_args(["--lr", "1e-3", "--no-drop-last", "--stem-channels", "0", "--patch-size", "8"])
     assert args.lr == 1e-3 and args.drop_last is False and args.stem_channels is None and args.patch_size == 8
-    assert train.parse_args(["--epochs", "20"]).warmup_epochs == 1      # 5 of 100 epochs -> 1 of 20
+    assert train.parse_args([]).warmup_epochs == 5 and train.parse_args([]).epochs == 200
+    assert train.parse_args(["--epochs", "20"]).warmup_epochs == 1      # 5 of 200 epochs -> 0.5, at least 1
+    assert train.parse_args(["--epochs", "400"]).warmup_epochs == 10
     assert train.parse_args(["--epochs", "1"]).warmup_epochs == 0
     assert train.parse_args(["--epochs", "20", "--warmup-epochs", "3"]).warmup_epochs == 3
+    assert train.parse_args(["--recipe", "ztm", "--epochs", "20"]).warmup_epochs == 0  # no warmup stays none
 
 
 def test_each_recipe_as_flags_parses_back_to_the_recipe():
