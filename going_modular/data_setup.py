@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import requests
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset, default_collate
 from torchvision import datasets, transforms
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
@@ -324,13 +324,15 @@ def preloaded(dataloader: DataLoader) -> DataLoader:
     Raises:
         ValueError: the DataLoader shuffles (it is not an evaluation DataLoader).
     """
-    if not isinstance(dataloader.sampler, torch.utils.data.SequentialSampler):
+    if not isinstance(dataloader.sampler, SequentialSampler):
         raise ValueError("preloaded() is for evaluation DataLoaders, which keep their order; this one shuffles.")
     return DataLoader(_tensors(dataloader.dataset), batch_size=dataloader.batch_size, shuffle=False,
                       pin_memory=dataloader.pin_memory)
 
 
 def _tensors(dataset: Dataset) -> TensorDataset:
+    # Indexed directly, not through the DataLoader: starting to iterate a DataLoader draws a seed from the
+    # global random generator, which would change the initial weights and data order of the run that follows.
     images, labels = zip(*(dataset[index] for index in range(len(dataset))))
     return TensorDataset(torch.stack(images), torch.as_tensor(labels))
 
