@@ -8,19 +8,20 @@ a failure says what went wrong and what to do, and never leaves a half-filled fo
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import urlparse
 
 import requests
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, TensorDataset, default_collate
 from torchvision import datasets, transforms
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
@@ -368,6 +369,37 @@ class MixUpCutMix:
         return self.mix(images, labels)
 
 
+class RepeatedAugmentationSampler(Sampler[int]):
+    """Repeated augmentation (Hoffer et al., 2020), as DeiT (Touvron et al., 2021) trains: each photo
+    several times per batch, each time under a different random augmentation.
+
+    Every epoch shuffles the dataset's indices, keeps the first ceil(n / repeats) and yields each of them
+    ``repeats`` times in a row, n indices in all: an epoch has as many images and optimisation steps as a
+    plain shuffle, made of about n / repeats photos, so the gradient of a batch averages over several views
+    of the same photos. The shuffle draws from the global random generator, which ``utils.set_seeds``
+    seeds and a checkpoint saves, so a run and its resumption see the same photos.
+
+    Args:
+        num_images: the dataset's length n.
+        repeats: how many times each chosen photo is yielded (1: a plain shuffle).
+
+    Raises:
+        ValueError: ``repeats`` is below 1.
+    """
+
+    def __init__(self, num_images: int, repeats: int) -> None:
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1 (1: a plain shuffle), got {repeats}.")
+        self.num_images, self.repeats = num_images, repeats
+
+    def __iter__(self) -> Iterator[int]:
+        chosen = torch.randperm(self.num_images)[:math.ceil(self.num_images / self.repeats)]
+        return iter(chosen.repeat_interleave(self.repeats)[:self.num_images].tolist())
+
+    def __len__(self) -> int:
+        return self.num_images
+
+
 class _ImageFolder(datasets.ImageFolder):
     """ImageFolder that ignores hidden folders, such as the ``.ipynb_checkpoints`` Jupyter leaves behind."""
 
@@ -426,6 +458,7 @@ def create_dataloaders(
     test_transform: Optional[Transform] = None,
     drop_last: bool = False,
     train_collate_fn: Optional[Callable] = None,
+    repeated_augmentation: int = 1,
 ) -> tuple[DataLoader, DataLoader, list[str]]:
     """Create training and testing DataLoaders from folders laid out as ``<dir>/<class name>/<image>``.
 
@@ -445,6 +478,8 @@ def create_dataloaders(
             test loader always keeps every image.
         train_collate_fn: how the training loader makes a batch from its images (e.g. ``MixUpCutMix``);
             PyTorch's default stacking when None.
+        repeated_augmentation: above 1, the training loader shuffles with ``RepeatedAugmentationSampler``:
+            each photo of an epoch comes this many times in a row, under different augmentations.
 
     Returns:
         ``(train_dataloader, test_dataloader, class_names)``; the training loader shuffles, the test one not.
@@ -468,9 +503,10 @@ def create_dataloaders(
             f"{len(train_data)} images. Use a smaller batch size or drop_last=False."
         )
     pin_memory = torch.cuda.is_available()  # pinned memory only speeds up copies to a GPU
+    sampler = None if repeated_augmentation == 1 else RepeatedAugmentationSampler(len(train_data), repeated_augmentation)
     train_dataloader = DataLoader(
-        train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin_memory,
-        drop_last=drop_last, collate_fn=train_collate_fn,
+        train_data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=num_workers,
+        pin_memory=pin_memory, drop_last=drop_last, collate_fn=train_collate_fn,
     )
     test_dataloader = DataLoader(
         test_data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory

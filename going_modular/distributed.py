@@ -41,6 +41,11 @@ class DistributedContext:
     backend: str
 
 
+def launched_by_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (which sets ``WORLD_SIZE``)."""
+    return "WORLD_SIZE" in os.environ
+
+
 def init_from_env(device: Union[str, torch.device, None] = None) -> Optional[DistributedContext]:
     """Join the process group that ``torchrun`` set up, or return None outside ``torchrun``.
 
@@ -54,7 +59,7 @@ def init_from_env(device: Union[str, torch.device, None] = None) -> Optional[Dis
     Raises:
         RuntimeError: CUDA was asked for but this process's ``LOCAL_RANK`` has no GPU.
     """
-    if "WORLD_SIZE" not in os.environ:
+    if not launched_by_torchrun():
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device_type = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")

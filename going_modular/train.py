@@ -187,6 +187,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cutmix-alpha", type=float, default=0.0,
                         help="CutMix: paste a patch of one training image into another (0: off; DeiT uses 1.0). "
                              "With both, each batch gets one of the two at random.")
+    parser.add_argument("--repeated-augmentation", type=int, default=1, metavar="R",
+                        help="Repeated augmentation (DeiT): each epoch takes 1/R of the training photos, each R times "
+                             "in a row under different augmentations, so a batch holds R views of its photos; as many "
+                             "steps per epoch as without (1: off). Not under torchrun.")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="Keep an exponential moving average of the weights, updated after every optimisation "
                              "step with this decay (e.g. 0.99), and evaluate and save it instead of the raw weights "
@@ -223,7 +227,7 @@ def _apply_recipe(args: argparse.Namespace, values: dict[str, Any]) -> None:
 def _check_args(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with the parsed flags, or None."""
     at_least_one = ("epochs", "batch_size", "image_size", "accumulation_steps", "patch_size", "num_transformer_layers",
-                    "max_batches")
+                    "max_batches", "repeated_augmentation")
     for name in at_least_one:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
@@ -255,6 +259,9 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
                 f"{token_side} (the stem's stride {token_side // patch_size} x the patch size {patch_size})")
         return (f"--image-size {args.image_size} is not divisible by {what}: the image must cut into whole patches. "
                 f"Use --image-size {fitting} (or another multiple of {token_side}) or another --patch-size")
+    if args.repeated_augmentation > 1 and distributed.launched_by_torchrun():
+        return ("--repeated-augmentation works in a single process; under torchrun every process shuffles its own "
+                "shard (DistributedSampler). Leave it at 1, or train without torchrun")
     if args.val_dir == "auto" and args.data_dir is not None:
         return ("--val-dir auto is the validation split of the course's pizza_steak_sushi; with your own --data-dir, "
                 "give --val-dir the folder of your validation images")
@@ -445,7 +452,8 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
 def _dataloaders(
     args: argparse.Namespace, data_dir: Path, val_dir: Optional[Path]
 ) -> tuple[DataLoader, DataLoader, Optional[DataLoader], list[str]]:
-    """(train, test, validation or None, class names), with the --augment, --mixup-alpha/--cutmix-alpha choices."""
+    """(train, test, validation or None, class names), with the --augment, --mixup-alpha/--cutmix-alpha and
+    --repeated-augmentation choices."""
     train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
     mix = None
     if args.mixup_alpha or args.cutmix_alpha:
@@ -454,6 +462,7 @@ def _dataloaders(
     train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
         data_dir / "train", data_dir / "test", train_transform, args.batch_size,
         num_workers=args.num_workers, test_transform=test_transform, drop_last=args.drop_last, train_collate_fn=mix,
+        repeated_augmentation=args.repeated_augmentation,
     )
     val_dataloader = None
     if val_dir is not None:

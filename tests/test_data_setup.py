@@ -244,3 +244,29 @@ def test_mixup_cutmix_mixes_images_and_labels_by_the_same_amount():
         assert (own >= 0).all() and (own <= 1).all() and not torch.equal(images, torch.stack([b[0] for b in batch]))
     with pytest.raises(ValueError, match="positive mixup_alpha or cutmix_alpha"):
         data_setup.MixUpCutMix(3, mixup_alpha=0.0, cutmix_alpha=0.0)
+
+
+def test_repeated_augmentation_yields_each_chosen_photo_several_times_in_a_row():
+    torch.manual_seed(0)
+    sampler = data_setup.RepeatedAugmentationSampler(10, repeats=3)
+    epochs = [list(sampler) for _ in range(2)]
+    for indices in epochs:
+        assert len(indices) == len(sampler) == 10                 # as many images per epoch as a plain shuffle
+        runs = [indices[i:i + 3] for i in range(0, 10, 3)]
+        assert all(len(set(run)) == 1 for run in runs)              # each photo 3 times in a row ...
+        assert len(set(indices)) == 4 and len({run[0] for run in runs}) == 4  # ... ceil(10 / 3) photos, no other repeat
+    assert epochs[0] != epochs[1]                                   # a new draw every epoch
+    torch.manual_seed(0)
+    assert list(sampler) == epochs[0]                               # from the global generator that set_seeds seeds
+    assert sorted(data_setup.RepeatedAugmentationSampler(5, repeats=1)) == list(range(5))
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        data_setup.RepeatedAugmentationSampler(10, repeats=0)
+
+
+def test_create_dataloaders_shuffles_with_repeated_augmentation_when_asked(image_root):
+    folders = image_root / "train", image_root / "test"
+    plain, _, _ = create_dataloaders(*folders, manual_transforms(32), batch_size=2, num_workers=0)
+    repeated, _, _ = create_dataloaders(*folders, manual_transforms(32), batch_size=2, num_workers=0,
+                                        repeated_augmentation=2)
+    assert isinstance(plain.sampler, RandomSampler)
+    assert isinstance(repeated.sampler, data_setup.RepeatedAugmentationSampler) and repeated.sampler.repeats == 2

@@ -55,8 +55,9 @@ def _dataset(root: Path) -> Path:
     return root
 
 
-def _flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
-    return [
+def _flags(data_dir: Path, output_dir: Path, *extra: str, torchrun: bool = False) -> list[str]:
+    single_process = [] if torchrun else ["--repeated-augmentation", "2"]  # refused under torchrun
+    return [*single_process,
         "--recipe", "ztm", "--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--num-transformer-layers", "2",
         "--batch-size", "4", "--epochs", "4", "--lr", "1e-3", "--warmup-epochs", "1", "--lr-decay", "cosine",
         "--max-grad-norm", "1.0", "--augment", "trivialaugment", "--drop-path-rate", "0.1", "--seed", "3",
@@ -186,16 +187,18 @@ def test_a_killed_torchrun_run_resumes_to_the_same_weights_and_results(tmp_path)
     data_dir = _dataset(tmp_path / "data")
     (tmp_path / "killer.py").write_text(KILLER)
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    reference = _run([*torchrun, "-m", "going_modular.train", *_flags(data_dir, tmp_path / "reference")], tmp_path)
+    reference = _run([*torchrun, "-m", "going_modular.train", *_flags(data_dir, tmp_path / "reference", torchrun=True)],
+                     tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     output_dir = tmp_path / "out"
-    killed = _run([*torchrun, "killer.py", "2", "after", *_flags(data_dir, output_dir)], tmp_path)
+    killed = _run([*torchrun, "killer.py", "2", "after", *_flags(data_dir, output_dir, torchrun=True)], tmp_path)
     assert killed.returncode != 0 and not (output_dir / "run.pth").exists()
     state = checkpoint.load_checkpoint(output_dir / "run_checkpoint.pth")
     assert state["epoch"] == 2 and len(state["rng_states"]) == 2  # one set of generators per process
 
-    resumed = _run([*torchrun, "-m", "going_modular.train", *_flags(data_dir, output_dir, "--resume")], tmp_path)
+    resumed = _run([*torchrun, "-m", "going_modular.train", *_flags(data_dir, output_dir, "--resume", torchrun=True)],
+                   tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("Resuming from") == 1  # rank 0 speaks for both
     _assert_same_run(output_dir, tmp_path / "reference")

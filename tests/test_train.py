@@ -88,6 +88,7 @@ def test_train_offline_without_the_dataset_is_a_one_line_error(tmp_path, capsys,
     (["--randaugment-magnitude", "31"], "--randaugment-magnitude must be between 0 and 30"),
     (["--mixup-alpha", "-1"], "--mixup-alpha must be at least 0"),
     (["--ema-decay", "1"], "--ema-decay must be at least 0 (off) and below 1"),
+    (["--repeated-augmentation", "0"], "--repeated-augmentation must be at least 1, got 0"),
     (["--stem-channels", "8", "0"], "--stem-channels must all be at least 1"),
     (["--image-size", "96", "--stem-channels", "8", "16", "--patch-size", "16"],
      "--image-size 96 is not divisible by 64 (the stem's stride 4 x the patch size 16)"),
@@ -233,6 +234,30 @@ def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
     assert seen_labels and all(labels.shape == (4, 2) for labels in seen_labels)  # class probabilities
     assert any(((labels > 0) & (labels < 1)).any() for labels in seen_labels)       # ... that are mixed
     assert 0 <= results["metrics"]["train_acc"][0] <= 1
+
+
+def test_repeated_augmentation_puts_each_photo_twice_in_a_batch(tmp_path, monkeypatch):
+    data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
+    seen_images = []
+    real_train_step = train.engine.train_step
+
+    def recording_train_step(model, dataloader, *args, **kwargs):
+        seen_images.extend(images for images, _ in dataloader)
+        return real_train_step(model, dataloader, *args, **kwargs)
+
+    monkeypatch.setattr(train.engine, "train_step", recording_train_step)
+    train.main([  # the ztm recipe does not augment, so a photo's two views are the same tensor
+        "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
+        "--batch-size", "4", "--num-workers", "0", "--num-transformer-layers", "1", "--repeated-augmentation", "2",
+        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
+    ])
+    assert len(seen_images) == 2 and all(images.shape[0] == 4 for images in seen_images)
+    assert all(torch.equal(images[0], images[1]) and torch.equal(images[2], images[3]) for images in seen_images)
+
+
+def test_repeated_augmentation_is_refused_under_torchrun(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert "--repeated-augmentation works in a single process" in _user_error(capsys, ["--repeated-augmentation", "3"])
 
 
 def test_an_ema_of_the_weights_is_evaluated_and_saved_without_changing_training(tmp_path):
