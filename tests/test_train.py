@@ -215,42 +215,37 @@ def test_drop_last_leaves_out_the_incomplete_batch(tmp_path):
     assert len(runs[True]["steps"]["lr"]) == 2 * 2
 
 
-def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
+def _training_batches(tmp_path, monkeypatch, *flags: str) -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """One epoch of a tiny ztm run (8 photos, batches of 4) with these flags: its results and the batches it trained on."""
     data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
-    seen_labels = []
+    batches = []
     real_train_step = train.engine.train_step
 
     def recording_train_step(model, dataloader, *args, **kwargs):
-        seen_labels.extend(labels for _, labels in dataloader)
+        batches.extend(dataloader)
         return real_train_step(model, dataloader, *args, **kwargs)
 
     monkeypatch.setattr(train.engine, "train_step", recording_train_step)
     results = train.main([
         "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
-        "--batch-size", "4", "--num-workers", "0", "--num-transformer-layers", "1", "--mixup-alpha", "0.8",
-        "--cutmix-alpha", "1.0",
+        "--batch-size", "4", "--num-workers", "0", "--num-transformer-layers", "1", *flags,
         "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
     ])
+    return results, batches
+
+
+def test_mixup_and_cutmix_reach_the_training_batches(tmp_path, monkeypatch):
+    results, batches = _training_batches(tmp_path, monkeypatch, "--mixup-alpha", "0.8", "--cutmix-alpha", "1.0")
+    seen_labels = [labels for _, labels in batches]
     assert seen_labels and all(labels.shape == (4, 2) for labels in seen_labels)  # class probabilities
     assert any(((labels > 0) & (labels < 1)).any() for labels in seen_labels)       # ... that are mixed
     assert 0 <= results["metrics"]["train_acc"][0] <= 1
 
 
 def test_repeated_augmentation_puts_each_photo_twice_in_a_batch(tmp_path, monkeypatch):
-    data_dir = make_colour_dataset(tmp_path / "colours", per_class=4)
-    seen_images = []
-    real_train_step = train.engine.train_step
-
-    def recording_train_step(model, dataloader, *args, **kwargs):
-        seen_images.extend(images for images, _ in dataloader)
-        return real_train_step(model, dataloader, *args, **kwargs)
-
-    monkeypatch.setattr(train.engine, "train_step", recording_train_step)
-    train.main([  # the ztm recipe does not augment, so a photo's two views are the same tensor
-        "--recipe", "ztm", "--model", "vit_ti_16", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
-        "--batch-size", "4", "--num-workers", "0", "--num-transformer-layers", "1", "--repeated-augmentation", "2",
-        "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "out"),
-    ])
+    # the ztm recipe does not augment, so a photo's two views are the same tensor
+    _, batches = _training_batches(tmp_path, monkeypatch, "--repeated-augmentation", "2")
+    seen_images = [images for images, _ in batches]
     assert len(seen_images) == 2 and all(images.shape[0] == 4 for images in seen_images)
     assert all(torch.equal(images[0], images[1]) and torch.equal(images[2], images[3]) for images in seen_images)
 
