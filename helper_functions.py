@@ -6,8 +6,8 @@ there is one implementation of each thing:
     set_seeds                  -> going_modular.utils
     download_data              -> going_modular.data_setup
     plot_loss_curves, plot_image_batch, plot_patch_grid, plot_feature_maps
-                               -> going_modular.plotting
-    plot_attention_heads       -> going_modular.attention
+                               -> going_modular.figures.plotting
+    plot_attention_heads       -> going_modular.figures.attention
 
 ``pred_and_plot_image`` takes its arguments in the order of the ZTM course's ``helper_functions``,
 ``(model, image_path, class_names, ...)``, and hands them to the one implementation,
@@ -25,11 +25,12 @@ from typing import Optional, Union
 
 import torch
 
-from going_modular import predictions, settings
-from going_modular.attention import plot_attention_heads
+from going_modular import predictions
+from going_modular.common import settings
+from going_modular.figures.attention import plot_attention_heads
 from going_modular.data_setup import Transform, download_data
-from going_modular.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
-from going_modular.shapes import ImageSize
+from going_modular.figures.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
+from going_modular.common.shapes import ImageSize
 from going_modular.utils import PathLike, set_seeds
 
 __all__ = [

@@ -9,7 +9,7 @@ Each seed is one run of ``python -m going_modular.train`` (a child process) with
 the flags given after ``--`` (a later flag wins). ``--jobs 2`` runs two seeds at a time, each with half
 the CPU threads. Every run is scored on the course's validation set (``--val-dir auto``: 391 photos of
 the 20 % split that are in neither the 10 % split's training nor its test set; see
-``going_modular.validation_split``) as well as on the 75 test photos. Recipes are chosen by validation
+``going_modular.training.validation_split``) as well as on the 75 test photos. Recipes are chosen by validation
 accuracy alone; the test accuracy is the number a chosen recipe reports. The script prints each seed's
 final validation and test accuracy and wall time, then a summary line
 

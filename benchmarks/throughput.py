@@ -34,7 +34,7 @@ import torchvision
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from going_modular.flops import forward_flops  # noqa: E402  (attention matmuls included on every device)
+from going_modular.figures.flops import forward_flops  # noqa: E402  (attention matmuls included on every device)
 from going_modular.model_builder import VIT_PRESETS, create_vit  # noqa: E402
 
 TORCHVISION_BUILDERS = {"vit_b_16": "vit_b_16", "vit_l_16": "vit_l_16", "vit_h_14": "vit_h_14"}

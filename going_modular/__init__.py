@@ -1,26 +1,37 @@
 """going_modular: the reusable code of the Vision Transformer course.
 
-    data_setup     download pizza_steak_sushi, load images, build dataloaders
-    validation_split  the 391-photo validation set: 20 % split photos in neither the 10 % train nor test set
-    model_builder  the ViT of the paper (equations 1-4, Table 1)
-    pretrained     other libraries' weights in that ViT (torchvision, timm), named pretrained weights
-    engine         training and testing loops (the course's loop, then its options and callbacks)
-    checkpoint     save a training run after every epoch and resume it
-    recipe         the paper's optimiser, weight-decay groups, learning-rate schedule; whole training recipes
-    features       train a head on a frozen backbone's features, computed once
-    attention      pictures of attention weights
-    figure1        the paper's Figure 1, the model overview, with the shape of the data on every arrow
-    figure7        the paper's Figure 7: patch-embedding filters, position similarities, attention distance
-    flops          FLOPs of a forward pass, split into the parts of equations 1-4 (notebook 04)
-    utils          save and load models safely, seeds, device
-    predictions    predict on image files, with a picture
-    plotting       loss curves, image batches, patch grids, feature maps
-    shapes         image and patch-grid sizes (an int or a pair); the image-divisible-by-patch check
-    settings       where data and pretrained weights live; whether this is a reduced (test) run
-    train          the command line: python -m going_modular.train
-    distributed    data-parallel training under torchrun (process group, data shards, summed metrics)
+The course's modules (the ZTM chapter's names first), each a notebook's idea:
+    data_setup     download pizza_steak_sushi, load images, transforms, dataloaders      (notebook 00)
+    model_builder  the paper's ViT: equations 1-4, the hybrid stem, Table 1's presets    (notebooks 01-05)
+    engine         the training and testing loops                                        (notebook 05)
+    utils          save and load models, seeds, device
+    predictions    predict on image files, with pictures                                 (notebook 07)
+    train          the command line: python -m going_modular.train                       (notebook 05)
+    pretrained     other libraries' weights in the course's ViT; named pretrained weights (notebook 06)
+    features       a head trained on a frozen backbone's cached features                 (notebook 06)
     exercises      the check cells of the exercise notebooks
-    publish        the repository's address: pyproject.toml -> Colab badges, setup cells, README
-    going_modular  the ZTM chapter's import path, going_modular.going_modular.<module>: the same modules
+
+The rest, grouped by purpose (imports run down this list, never up):
+    figures/       pictures and counts of the model: attention, figure1, figure7, plotting, flops
+    training/      what the training command needs beyond the loop: recipe, checkpoint, distributed,
+                   validation_split
+    common/        settings (where data and weights live, the reduced run) and shapes
+
+``going_modular.going_modular`` is the ZTM chapter's import path to the same modules.
 """
+import importlib
+
 __version__ = "0.1.0"
+
+# Modules that moved into a subpackage stay importable as ``from going_modular import attention``.
+_MOVED = {
+    **{name: "figures" for name in ("attention", "figure1", "figure7", "plotting", "flops")},
+    **{name: "training" for name in ("checkpoint", "distributed", "recipe", "validation_split")},
+    **{name: "common" for name in ("settings", "shapes")},
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{_MOVED[name]}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,8 +26,8 @@ from torchvision import datasets, transforms
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from going_modular import settings
-from going_modular.shapes import ImageSize, to_pair
+from going_modular.common import settings
+from going_modular.common.shapes import ImageSize, to_pair
 from going_modular.utils import PathLike
 Transform = Callable[[Image.Image], torch.Tensor]
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from going_modular import distributed
+from going_modular.training import distributed
 
 Results = dict[str, list[float]]
 Device = Union[str, torch.device]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from going_modular.shapes import ImageSize, check_divisible_by_patch_size, to_pair
+from going_modular.common.shapes import ImageSize, check_divisible_by_patch_size, to_pair
 
 # torchvision (and the paper's reference code) use LayerNorm with eps=1e-6; PyTorch's default is 1e-5.
 LAYER_NORM_EPS = 1e-6

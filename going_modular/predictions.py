@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from going_modular.data_setup import PathLike, Transform, load_image, manual_transforms
-from going_modular.shapes import ImageSize
+from going_modular.common.shapes import ImageSize
 
 
 class Prediction(NamedTuple):

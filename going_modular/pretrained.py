@@ -31,10 +31,10 @@ import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from going_modular import settings
+from going_modular.common import settings
 from going_modular.data_setup import VIT_MEAN, VIT_STD, DownloadError, download_file
 from going_modular.model_builder import VIT_PRESETS, ViT
-from going_modular.shapes import ImageSize, to_pair
+from going_modular.common.shapes import ImageSize, to_pair
 
 
 class PretrainedWeightsUnavailableError(RuntimeError):

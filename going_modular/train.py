@@ -38,10 +38,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from going_modular import (
-    checkpoint, data_setup, distributed, engine, model_builder, recipe, settings, utils, validation_split,
-)
-from going_modular.plotting import plot_loss_curves
+from going_modular import data_setup, engine, model_builder, utils
+from going_modular.common import settings
+from going_modular.training import checkpoint, distributed, recipe, validation_split
+from going_modular.figures.plotting import plot_loss_curves
 
 
 # Mistakes a person can make on the command line or with the data: reported in one line, exit status 2.
@@ -140,7 +140,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="Validation images, <dir>/<class>/<image>, evaluated after every epoch (val_loss and "
                              "val_acc in the results): the data to choose settings by, so that the test set reports "
                              "a chosen configuration once. 'auto': pizza_steak_sushi's validation split, 391 photos of "
-                             "the 20 %% split in neither its train nor test set (going_modular.validation_split; "
+                             "the 20 %% split in neither its train nor test set (going_modular.training.validation_split; "
                              "downloaded when missing).")
     parser.add_argument("--output-dir", type=Path, default=Path("models"),
                         help="Where the model, results, plot and checkpoint go (in Colab, a Google Drive folder "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from going_modular import settings
+from going_modular.common import settings
 
 PathLike = Union[str, Path]
 

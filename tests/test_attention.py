@@ -1,10 +1,10 @@
-"""going_modular.attention: class-token maps and their pictures, on tiny models and generated images."""
+"""going_modular.figures.attention: class-token maps and their pictures, on tiny models and generated images."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from going_modular.attention import (
+from going_modular.figures.attention import (
     class_token_attention,
     plot_attention_heads,
     plot_attention_over_image,
@@ -94,7 +94,7 @@ def test_plot_attention_heads_one_panel_per_head_plus_the_image():
 # ------------------------------------------------------------- attention rollout and mean attention distance
 import math
 
-from going_modular.attention import attention_rollout, mean_attention_distance, patch_distances
+from going_modular.figures.attention import attention_rollout, mean_attention_distance, patch_distances
 
 
 def row_stochastic(*shape: int, seed: int = 0) -> torch.Tensor:

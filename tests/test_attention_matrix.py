@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from going_modular import attention
+from going_modular.figures import attention
 
 
 def _weights(batch: int = 2, heads: int = 3, grid: int = 4) -> torch.Tensor:

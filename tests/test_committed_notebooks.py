@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from going_modular import settings
+from going_modular.common import settings
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.rglob("*.ipynb"))

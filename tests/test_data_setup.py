@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torch.utils.data import RandomSampler, SequentialSampler
 
-from going_modular import data_setup, settings
+from going_modular import data_setup
+from going_modular.common import settings
 from going_modular.data_setup import create_dataloaders, load_image, manual_transforms
 
 CLASSES = ["pizza", "steak", "sushi"]

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from going_modular import data_setup, distributed, engine, model_builder, utils
+from going_modular import data_setup, engine, model_builder, utils
+from going_modular.training import distributed
 
 COLOURS = {"blue": (20, 20, 220), "green": (20, 220, 20), "red": (220, 20, 20)}
 

@@ -15,7 +15,7 @@ import requests
 
 from going_modular import data_setup
 from going_modular.data_setup import DownloadError, download_data, download_file
-from going_modular.settings import DATA_DIR_ENV
+from going_modular.common.settings import DATA_DIR_ENV
 
 DATASET_FILES = {
     "train/pizza/1.jpg": b"pizza-train-bytes",

@@ -1,4 +1,4 @@
-"""going_modular.figure1: the paper's Figure 1 with the shapes the package's ViT really produces."""
+"""going_modular.figures.figure1: the paper's Figure 1 with the shapes the package's ViT really produces."""
 from __future__ import annotations
 
 import itertools
@@ -9,7 +9,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
 
-from going_modular import figure1, model_builder, settings
+from going_modular import model_builder
+from going_modular.common import settings
+from going_modular.figures import figure1
 
 VIT_B_16_SHAPES = ["[1, 3, 224, 224]", "[1, 196, 768]", "[1, 197, 768]", "[1, 768]", "[1, 1000]"]
 

@@ -1,4 +1,4 @@
-"""going_modular.figure7: the paper's Figure 7 panels, on tiny ViTs with hand-set weights."""
+"""going_modular.figures.figure7: the paper's Figure 7 panels, on tiny ViTs with hand-set weights."""
 import math
 
 import matplotlib.pyplot as plt
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from going_modular.figure7 import (
+from going_modular.figures.figure7 import (
     patch_embedding_principal_components,
     plot_embedding_filters,
     plot_figure7,

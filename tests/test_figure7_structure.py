@@ -23,10 +23,10 @@ from typing import Callable
 import pytest
 import torch
 
-from going_modular import settings
-from going_modular.attention import mean_attention_distance, patch_distances
+from going_modular.common import settings
+from going_modular.figures.attention import mean_attention_distance, patch_distances
 from going_modular.data_setup import load_image
-from going_modular.figure7 import patch_embedding_principal_components, position_embedding_similarity
+from going_modular.figures.figure7 import patch_embedding_principal_components, position_embedding_similarity
 from going_modular.model_builder import ViT, create_vit
 from going_modular.pretrained import PRETRAINED_WEIGHTS, load_pretrained_vit, pretrained_weights_path
 

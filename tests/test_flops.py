@@ -1,10 +1,11 @@
-"""going_modular.flops: a ViT's forward FLOPs, split into the parts of equations 1-4 (notebook 04)."""
+"""going_modular.figures.flops: a ViT's forward FLOPs, split into the parts of equations 1-4 (notebook 04)."""
 import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from going_modular import flops, model_builder
+from going_modular import model_builder
+from going_modular.figures import flops
 
 # 32 x 32 images, 8 x 8 patches: N = 16 patches, n = 17 tokens; D = 24, MLP size 48, 2 layers, 3 classes.
 TINY = dict(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=24, mlp_size=48, num_heads=4,

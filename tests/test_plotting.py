@@ -1,4 +1,4 @@
-"""Tests for the pictures in going_modular.plotting: image batches (notebook 00), patch grids and
+"""Tests for the pictures in going_modular.figures.plotting: image batches (notebook 00), patch grids and
 feature maps (notebook 01). Fast: small generated tensors, the Agg backend, every figure closed."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from going_modular import plotting
+from going_modular.figures import plotting
 
 
 def _image(height: int = 32, width: int = 48) -> torch.Tensor:

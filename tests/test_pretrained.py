@@ -15,7 +15,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from going_modular import pretrained, settings
+from going_modular import pretrained
+from going_modular.common import settings
 from going_modular.data_setup import load_image
 from going_modular.model_builder import ViT
 from going_modular.pretrained import (

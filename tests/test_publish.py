@@ -1,4 +1,4 @@
-"""going_modular.publish: one repository address, in pyproject.toml, written into every notebook and the README;
+"""tools.publish: one repository address, in pyproject.toml, written into every notebook and the README;
 and the Colab setup cell it renders, run with a pretend Colab."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
-from going_modular import publish
+from tools import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = "https://github.com/ada/vit-course"
@@ -32,7 +32,7 @@ def _relative(path: Path) -> PurePosixPath:
 
 def test_every_notebook_and_the_readme_use_pyprojects_address():
     problems = publish.check(ROOT)
-    assert problems == [], "\n".join(problems) + "\nRun `python -m going_modular.publish` to rewrite them."
+    assert problems == [], "\n".join(problems) + "\nRun `python -m tools.publish` to rewrite them."
 
 
 def test_pyproject_address_is_what_a_toml_parser_reads():
@@ -227,7 +227,7 @@ def test_a_wrong_address_on_the_command_line_ends_with_one_error_line(checkout, 
 
 
 def test_the_module_runs_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "going_modular.publish", "--check"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "tools.publish", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "use pyproject.toml's repository address" in done.stdout

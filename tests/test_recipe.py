@@ -1,9 +1,10 @@
-"""The paper's optimisation recipe (going_modular.recipe) and the augmentation transforms."""
+"""The paper's optimisation recipe (going_modular.training.recipe) and the augmentation transforms."""
 import pytest
 import torch
 from PIL import Image
 
-from going_modular import data_setup, recipe
+from going_modular import data_setup
+from going_modular.training import recipe
 from going_modular.model_builder import ViT
 
 

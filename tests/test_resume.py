@@ -10,13 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from going_modular import checkpoint, train
+from going_modular import train
+from going_modular.training import checkpoint
 
 # Kills the training process right after the checkpoint of epoch KILL_AT is written ("after"), or in the
 # middle of writing it ("during-write": part of the file is on disk when the process dies).
 KILLER = '''
 import os, signal, sys
-from going_modular import checkpoint, train
+from going_modular import train
+from going_modular.training import checkpoint
 
 kill_at, mode = int(sys.argv[1]), sys.argv[2]
 real_save_checkpoint, real_torch_save = checkpoint.save_checkpoint, checkpoint.torch.save

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from going_modular import settings
+from going_modular.common import settings
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("ON", True), ("0", False), ("", False)])

@@ -1,7 +1,7 @@
-"""going_modular.shapes: sizes as an int or a pair, and the image-divisible-by-patch check of equation 1."""
+"""going_modular.common.shapes: sizes as an int or a pair, and the image-divisible-by-patch check of equation 1."""
 import pytest
 
-from going_modular.shapes import check_divisible_by_patch_size, to_pair
+from going_modular.common.shapes import check_divisible_by_patch_size, to_pair
 
 
 @pytest.mark.parametrize("size, expected", [(224, (224, 224)), ((32, 48), (32, 48)), ([14, 7], (14, 7))])

@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 
 import helper_functions
-from going_modular import attention, data_setup, plotting, recipe, settings, train, utils
+from going_modular import data_setup, train, utils
+from going_modular.common import settings
+from going_modular.figures import attention, plotting
+from going_modular.training import recipe
 
 
 def make_colour_dataset(root: Path, per_class: int = 4) -> Path:

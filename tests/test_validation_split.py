@@ -4,7 +4,8 @@ import os
 import pytest
 from PIL import Image
 
-from going_modular import data_setup, validation_split
+from going_modular import data_setup
+from going_modular.training import validation_split
 
 CLASSES = ("pizza", "steak", "sushi")
 

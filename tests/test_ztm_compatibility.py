@@ -22,7 +22,8 @@ from torchvision import transforms
 
 import going_modular
 import helper_functions
-from going_modular import predictions, settings
+from going_modular import predictions
+from going_modular.common import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ZTM_DATA_URL = "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi.zip"

@@ -26,9 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 from PIL import Image
 
-from going_modular import model_builder, settings
+from going_modular import model_builder
+from going_modular.common import settings
 from going_modular.data_setup import load_image
-from going_modular.plotting import ImageLike, image_to_hwc
+from going_modular.figures.plotting import ImageLike, image_to_hwc
 from going_modular.utils import PathLike
 
 FIGURE_FILE_NAME = "figure1_vit_overview.png"

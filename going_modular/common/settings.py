@@ -36,7 +36,7 @@ REDUCED_RUN_ENV = "VIT_COURSE_REDUCED"
 WEIGHTS_DIR_ENV = "VIT_COURSE_WEIGHTS_DIR"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_REPOSITORY_ROOT = _PACKAGE_DIR.parent
+_REPOSITORY_ROOT = _PACKAGE_DIR.parent.parent
 
 
 def get_repository_root() -> Path | None:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from going_modular import distributed, utils
+from going_modular import utils
+from going_modular.training import distributed
 
 FORMAT_VERSION = 1
 

@@ -30,8 +30,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm
 import torch.nn.functional as F
 
-from going_modular.plotting import ImageLike, image_to_hwc, rescale_to_unit_range
-from going_modular.shapes import ImageSize, to_pair
+from going_modular.figures.plotting import ImageLike, image_to_hwc, rescale_to_unit_range
+from going_modular.common.shapes import ImageSize, to_pair
 
 # The patch grid (rows, cols) = (H / P, W / P), or one int for a square grid.
 GridSize = ImageSize

@@ -27,7 +27,8 @@ from typing import Optional
 import torch
 from torch.utils.data import DataLoader
 
-from going_modular import data_setup, settings
+from going_modular import data_setup
+from going_modular.common import settings
 from going_modular.utils import PathLike
 
 VALIDATION_FOLDER = "pizza_steak_sushi_validation"
@@ -63,7 +64,7 @@ def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"{folder} does not exist: a split needs train/ and test/ folders. Download it with "
-                f"going_modular.validation_split.download_validation_split() or data_setup.download_data."
+                f"going_modular.training.validation_split.download_validation_split() or data_setup.download_data."
             )
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             photos.setdefault(class_dir.name, []).extend(

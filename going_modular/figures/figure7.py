@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from going_modular.model_builder import ViT
-from going_modular.plotting import rescale_to_unit_range
+from going_modular.figures.plotting import rescale_to_unit_range
 
 # The paper shows 28 components (4 rows of 7) in Figure 7, left.
 PAPER_NUM_COMPONENTS = 28

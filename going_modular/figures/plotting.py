@@ -14,7 +14,7 @@ from PIL import Image
 
 from going_modular.data_setup import Transform
 from going_modular.engine import Results
-from going_modular.shapes import check_divisible_by_patch_size
+from going_modular.common.shapes import check_divisible_by_patch_size
 
 ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 

@@ -2,16 +2,16 @@
 
 Whoever forks or publishes the course runs, once, from the root of the checkout:
 
-    python -m going_modular.publish --repository https://github.com/OWNER/NAME
+    python -m tools.publish --repository https://github.com/OWNER/NAME
 
 It writes the address to ``[project.urls] Repository`` in pyproject.toml and rewrites from it every
 notebook's "Open in Colab" badge, every notebook's Colab setup cell (the first code cell, rendered from
 ``SETUP_CELL_TEMPLATE``) and the README's badge, clone and install addresses. Then
 
-    python -m going_modular.publish --check
+    python -m tools.publish --check
 
 writes nothing and lists every notebook or README address that differs from pyproject's (exit status 1),
-and ``python -m going_modular.publish`` alone re-renders everything from pyproject's address (after a
+and ``python -m tools.publish`` alone re-renders everything from pyproject's address (after a
 change to the template, say).
 
 Only the sources of those two cells change: a notebook is written back in the JSON layout it already has
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional, Sequence
 
-from going_modular import settings
+from going_modular.common import settings
 
 BRANCH = "main"  # the branch the Colab badges open
 NOTEBOOKS_DIR = "notebooks"
@@ -59,7 +59,7 @@ SETUP_CELL_TEMPLATE = string.Template('''\
 import importlib.metadata, importlib.util, subprocess, sys, tempfile
 from pathlib import Path
 
-COURSE_REPOSITORY = "$repository"  # set by going_modular.publish
+COURSE_REPOSITORY = "$repository"  # set by tools.publish
 
 if importlib.util.find_spec("going_modular") is None:
     if "google.colab" in sys.modules:  # Colab: pip-install the course repository, keeping Colab's own torch
@@ -73,7 +73,7 @@ if importlib.util.find_spec("going_modular") is None:
             print(f"SETUP FAILED: `{' '.join(command[2:])}` exited with status {pip.returncode}. pip's last lines:\\n"
                   f"    {pip_said}\\nWhat to do: check that this runtime is online and that {COURSE_REPOSITORY} "
                   "opens in a browser (whoever publishes the course sets that address with `python -m "
-                  "going_modular.publish --repository ...`), then run this cell again; or install by hand in "
+                  "tools.publish --repository ...`), then run this cell again; or install by hand in "
                   f"a new cell with `!pip install git+{COURSE_REPOSITORY}` to see pip's whole report.")
             raise RuntimeError("Setup failed: the course repository could not be installed (see the message above).")
         import torch
@@ -125,7 +125,7 @@ def read_repository(root: Path) -> str:
     if match is None:
         raise PublishError(
             f"{root / PYPROJECT} has no `Repository = \"...\"` line under [project.urls]. Set it with "
-            "`python -m going_modular.publish --repository https://github.com/OWNER/NAME`."
+            "`python -m tools.publish --repository https://github.com/OWNER/NAME`."
         )
     return validate_repository_url(match["url"])
 
@@ -270,7 +270,7 @@ def notebook_problems(raw: str, notebook_path: PurePosixPath, repository: str) -
         problems.append(
             f"{notebook_path}: the setup cell installs from {found or 'no address'}, expected {repository}."
             if found != repository else
-            f"{notebook_path}: the setup cell's text differs from going_modular.publish.SETUP_CELL_TEMPLATE."
+            f"{notebook_path}: the setup cell's text differs from tools.publish.SETUP_CELL_TEMPLATE."
         )
     return problems
 
@@ -377,7 +377,7 @@ def check(root: Path, repository: Optional[str] = None) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m going_modular.publish",
+        prog="python -m tools.publish",
         description="Write the repository's address (pyproject.toml [project.urls] Repository) into every "
         "notebook's Colab badge and setup cell and into the README, or check that they agree.",
     )
@@ -402,7 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             problems = check(root, args.repository)
             for problem in problems:
                 print(problem)
-            print(f"{len(problems)} difference(s); `python -m going_modular.publish` rewrites them from pyproject.toml."
+            print(f"{len(problems)} difference(s); `python -m tools.publish` rewrites them from pyproject.toml."
                   if problems else "Every notebook and the README use pyproject.toml's repository address.")
             return 1 if problems else 0
         changed = publish(root, args.repository)
