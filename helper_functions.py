@@ -1,20 +1,7 @@
-"""The course's helper functions, importable as ``from helper_functions import ...``.
+"""The ZTM course's ``helper_functions``: ``from helper_functions import ...``.
 
-Several of them are the same functions as in ``going_modular`` and are re-exported from there, so
-there is one implementation of each thing:
-
-    set_seeds                  -> going_modular.utils
-    download_data              -> going_modular.data_setup
-    plot_loss_curves, plot_image_batch, plot_patch_grid, plot_feature_maps
-                               -> going_modular.figures.plotting
-    plot_attention_heads       -> going_modular.figures.attention
-
-``pred_and_plot_image`` takes its arguments in the order of the ZTM course's ``helper_functions``,
-``(model, image_path, class_names, ...)``, and hands them to the one implementation,
-``going_modular.predictions.pred_and_plot_image``, whose order is ZTM's ``going_modular`` one,
-``(model, class_names, image_path, ...)``; so code copied from either place runs unchanged.
-
-The rest are small helpers the notebooks use that belong to no module of the package.
+Functions the package has are re-exported from it (one implementation of each thing); the rest are the
+course's small helpers that belong to no module of the package.
 """
 from __future__ import annotations
 
@@ -27,24 +14,15 @@ import torch
 
 from going_modular import predictions
 from going_modular.common import settings
-from going_modular.figures.attention import plot_attention_heads
-from going_modular.data_setup import Transform, download_data
-from going_modular.figures.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
 from going_modular.common.shapes import ImageSize
+from going_modular.data_setup import Transform, download_data
+from going_modular.figures.attention import plot_attention_heads
+from going_modular.figures.plotting import plot_feature_maps, plot_image_batch, plot_loss_curves, plot_patch_grid
 from going_modular.utils import PathLike, set_seeds
 
 __all__ = [
-    "accuracy_fn",
-    "download_data",
-    "plot_attention_heads",
-    "plot_feature_maps",
-    "plot_image_batch",
-    "plot_loss_curves",
-    "plot_patch_grid",
-    "pred_and_plot_image",
-    "print_train_time",
-    "set_seeds",
-    "walk_through_dir",
+    "accuracy_fn", "download_data", "plot_attention_heads", "plot_feature_maps", "plot_image_batch",
+    "plot_loss_curves", "plot_patch_grid", "pred_and_plot_image", "print_train_time", "set_seeds", "walk_through_dir",
 ]
 
 
@@ -56,7 +34,7 @@ def walk_through_dir(dir_path: Union[str, Path]) -> None:
     """
     if not Path(dir_path).is_dir():
         raise FileNotFoundError(f"{dir_path} is not a folder. Download the data first (download_data).")
-    for current, folders, files in sorted(os.walk(dir_path)):  # paths shown relative to the repository
+    for current, folders, files in sorted(os.walk(dir_path)):
         print(f"There are {len(folders)} directories and {len(files)} images in '{settings.display_path(current)}'.")
 
 
@@ -87,27 +65,14 @@ def pred_and_plot_image(
     *,
     image_size: ImageSize = (224, 224),
 ) -> tuple[str, float]:
-    """Predict one image file's class and plot it, with the ZTM ``helper_functions`` argument order.
+    """``going_modular.predictions.pred_and_plot_image`` with the argument order of ZTM's helper.
 
-    A thin wrapper: ``going_modular.predictions.pred_and_plot_image(model, class_names, image_path, ...)``
-    does the work (see it for the transform used when ``transform`` is None).
-
-    Args:
-        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
-        image_path: path to the image file.
-        class_names: the class names, in the order of the model's outputs (required here, although ZTM's
-            signature gives it a default).
-        transform: the transform the model was trained with; None for the course's resize-and-ToTensor.
-        device: where to run the model; None for the device of its parameters.
-        image_size: (height, width) for the default transform (keyword only; not in ZTM's helper).
-
-    Returns:
-        (predicted class name, its probability).
+    ZTM's ``helper_functions`` takes ``(model, image_path, class_names)``, its ``going_modular``
+    ``(model, class_names, image_path)``: code copied from either place runs unchanged.
 
     Raises:
         TypeError: ``image_path`` is not a path (the arguments came in the package's order).
-        ValueError: ``class_names`` is None, or as ``going_modular.predictions.pred_and_plot_image``.
-        FileNotFoundError: there is no file at ``image_path``.
+        ValueError: ``class_names`` is None (ZTM's default), or as the package's function.
     """
     if not isinstance(image_path, (str, os.PathLike)):
         raise TypeError(

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from going_modular import data_setup, engine, features, model_builder  # noqa: E402
+from going_modular import data_setup, engine, features, pretrained  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -42,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
     data_dir = args.data_dir or data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi")
     torch.manual_seed(0)
-    model, transforms = model_builder.create_vit_feature_extractor(3, allow_random_weights=True)
+    model, transforms = pretrained.create_vit_feature_extractor(3, allow_random_weights=True)
     model = model.to(args.device)
     train_loader, _, class_names = data_setup.create_dataloaders(
         data_dir / "train", data_dir / "train", transforms, args.batch_size)

@@ -11,11 +11,13 @@ The course's modules (the ZTM chapter's names first), each a notebook's idea:
     features       a head trained on a frozen backbone's cached features                 (notebook 06)
     exercises      the check cells of the exercise notebooks
 
-The rest, grouped by purpose (imports run down this list, never up):
+The rest, grouped by purpose:
     figures/       pictures and counts of the model: attention, figure1, figure7, plotting, flops
     training/      what the training command needs beyond the loop: recipe, checkpoint, distributed,
-                   validation_split
-    common/        settings (where data and weights live, the reduced run) and shapes
+                   validation_split, data (MixUp/CutMix, repeated augmentation, preloading)
+    common/        settings (where data and weights live, the reduced run), shapes, download
+
+Imports run one way, never in a cycle: train -> figures/ and training/ -> the course's modules -> common/.
 
 ``going_modular.going_modular`` is the ZTM chapter's import path to the same modules.
 """

@@ -1,31 +1,16 @@
 """Check cells for the exercise notebooks (``notebooks/exercises``) and their solutions.
 
-An exercise cell leaves a placeholder for the learner: a function whose body is
-``raise NotImplementedError`` or a value left as ``None`` (or ``...``). The check cell after it runs
-inside ``check``::
+An exercise leaves a placeholder (``raise NotImplementedError``, or a value left as None or ``...``); the
+check cell after it runs inside ``check``::
 
-    with exercises.check("1a: patches by reshaping"):
+    with exercises.check("01.1b: unpatchify", requires="01.1a"):
         patches = exercises.answer(patchify(images, patch_size=16), "patchify's output")
         exercises.check_shape(patches, (2, 196, 768), "patchify's output")
-        exercises.check_close(patches, reference, "patchify's output")
 
-and prints one of three things:
-
-- ``not done yet`` when the answer is still a placeholder (the notebook goes on running, so an
-  unfilled exercise notebook runs top to bottom under pytest);
-- ``correct`` when every check passed;
-- an ``ExerciseCheckError`` that says what was wrong and what to look at, when a check failed.
-
-Solution notebooks call ``expect_answers()`` first: from then on a placeholder is an error too, so a
-solution can never pass by being empty.
-
-An exercise that builds on an earlier one names it: ``check("01.1b: ...", requires="01.1a")``. The
-module remembers which exercises passed (by the label before the colon), so when the earlier one has
-not passed yet, a placeholder or a failed check prints (or raises) "needs exercise 01.1a first" instead
-of blaming the later exercise.
-
-``names_used(function)`` lists the names a function's code really uses (comments, docstrings and strings
-are not code), for checks such as "patchify must not call unfold".
+and prints "not done yet" for a placeholder (so an unfilled notebook still runs top to bottom), "correct",
+or raises an ``ExerciseCheckError`` saying what was wrong. While a required earlier exercise has not passed,
+the message is "needs exercise 01.1a first" instead. Solution notebooks call ``expect_answers()`` first, so a
+placeholder is an error there and a solution never passes by being empty.
 """
 from __future__ import annotations
 
@@ -41,14 +26,12 @@ import torch
 
 _CLOSE_HINT = ("Print a few values of both to see where they part: the same numbers in another order point to a "
                "reshape or permute, numbers off by a constant factor to a scale.")
+_answers_expected = False
+_passed: set[str] = set()  # labels of the exercises whose check passed in this kernel, e.g. {"01.1a"}
 
 
 class ExerciseCheckError(AssertionError):
     """A check failed: the answer exists but is wrong. The message says how."""
-
-
-_answers_expected = False
-_passed: set[str] = set()  # labels of the exercises whose check passed in this kernel, e.g. {"01.1a"}
 
 
 def expect_answers(expected: bool = True) -> None:
@@ -75,18 +58,12 @@ def passed(name: str) -> bool:
 
 @contextlib.contextmanager
 def check(name: str, requires: Union[str, Sequence[str], None] = None) -> Iterator[None]:
-    """Run the checks of exercise ``name`` and print whether it is correct or not done yet.
+    """Run the checks of exercise ``name`` ("label: description") and print whether it is correct or not done yet.
 
-    Args:
-        name: "label: description", e.g. "01.1b: unpatchify"; the label names the exercise in ``requires``.
-        requires: the label(s) of earlier exercises this one builds on. While one of them has not passed
-            its check in this kernel, a placeholder or a failed check here is reported as "needs exercise
-            ... first" (a solution notebook raises it). A correct answer passes regardless.
+    ``requires``: the label(s) of earlier exercises this one builds on; a correct answer passes regardless.
 
     Raises:
-        ExerciseCheckError: a check inside failed (re-raised with the exercise's name, and with the
-            unfinished earlier exercise when there is one), or a placeholder was met after
-            ``expect_answers()``.
+        ExerciseCheckError: a check inside failed, or a placeholder was met after ``expect_answers()``.
     """
     required = [requires] if isinstance(requires, str) else list(requires or [])
     missing = [label(earlier) for earlier in required if not passed(earlier)]
@@ -113,19 +90,10 @@ def check(name: str, requires: Union[str, Sequence[str], None] = None) -> Iterat
 
 
 def names_used(function: Callable[..., Any]) -> set[str]:
-    """The names the code of ``function`` uses: variables, functions and attributes (``x.unfold`` gives "unfold").
-
-    Comments, docstrings and other strings are not code, so a comment that mentions ``unfold`` does not
-    count; only code that would run does.
-
-    Args:
-        function: a function defined in a file or a notebook cell.
-
-    Returns:
-        The set of identifiers read, called or assigned in its body (and its arguments' names).
+    """The names the code of ``function`` uses (``x.unfold`` gives "unfold"); comments and strings do not count.
 
     Raises:
-        TypeError: ``function`` is not a Python function whose source can be read (a built-in, say).
+        TypeError: the source of ``function`` cannot be read (a built-in, say).
     """
     try:
         source = textwrap.dedent(inspect.getsource(function))
@@ -152,11 +120,7 @@ def answer(value: Any, what: str = "the answer") -> Any:
 
 
 def check_shape(tensor: Any, expected: Sequence[int], what: str = "the output") -> None:
-    """Check that ``tensor`` is a tensor of shape ``expected``.
-
-    Raises:
-        ExerciseCheckError: not a tensor, or a different shape (both shapes are named).
-    """
+    """Raise an ``ExerciseCheckError`` unless ``tensor`` is a tensor of shape ``expected``."""
     if not isinstance(tensor, torch.Tensor):
         raise ExerciseCheckError(f"{what} should be a torch.Tensor, but it is a {type(tensor).__name__}.")
     if tuple(tensor.shape) != tuple(expected):
@@ -175,13 +139,9 @@ def check_close(
     rtol: float = 1e-4,
     hint: Optional[str] = None,
 ) -> None:
-    """Check that ``actual`` equals ``expected`` element by element, within float32 rounding.
+    """Raise an ``ExerciseCheckError`` unless ``actual`` equals ``expected`` within float32 rounding.
 
     ``hint`` replaces the general advice at the end of the message with one that fits the exercise.
-
-    Raises:
-        ExerciseCheckError: a different shape, or values further apart than the tolerance (the largest
-            difference is named).
     """
     check_shape(actual, expected.shape, what)
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
@@ -193,20 +153,12 @@ def check_close(
 
 
 def check_equal(actual: Any, expected: Any, what: str = "the answer", hint: Optional[str] = None) -> None:
-    """Check that ``actual == expected`` (numbers, strings, tuples ...).
-
-    Raises:
-        ExerciseCheckError: they differ (both values and the hint, if any, are in the message).
-    """
+    """Raise an ``ExerciseCheckError`` unless ``actual == expected`` (numbers, strings, tuples ...)."""
     if actual != expected:
         raise ExerciseCheckError(f"{what} is {actual!r}, expected {expected!r}." + (f" {hint}" if hint else ""))
 
 
 def check_true(condition: bool, message: str) -> None:
-    """Check any other property; ``message`` says what is wrong and what to try when it fails.
-
-    Raises:
-        ExerciseCheckError: ``condition`` is false.
-    """
+    """Raise an ``ExerciseCheckError`` with ``message`` (what is wrong, what to try) unless ``condition``."""
     if not condition:
         raise ExerciseCheckError(message)

@@ -1,8 +1,7 @@
-"""Making predictions on image files with a trained classifier, and plotting them.
+"""Predict on image files with a trained classifier and plot the results (notebooks 06 and 07).
 
-The ZTM course's ``pred_and_plot_image``, plus ``predict`` for many images in batches and
-``plot_predictions`` to show them as a grid, and a confusion matrix (notebooks 06 and 07). Images are opened with
-``data_setup.load_image``, so EXIF-rotated photos, RGBA and grayscale files all work.
+The ZTM course's ``pred_and_plot_image``; ``predict`` for many images in batches, ``plot_predictions`` to show
+them as a grid, and a confusion matrix. Images are opened with ``data_setup.load_image`` (upright RGB).
 """
 from __future__ import annotations
 
@@ -16,8 +15,10 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from going_modular.data_setup import PathLike, Transform, load_image, manual_transforms
 from going_modular.common.shapes import ImageSize
+from going_modular.data_setup import PathLike, Transform, load_image, manual_transforms
+
+Device = Optional[Union[torch.device, str]]
 
 
 class Prediction(NamedTuple):
@@ -34,44 +35,19 @@ def pred_and_plot_image(
     image_path: PathLike,
     image_size: ImageSize = (224, 224),
     transform: Optional[Transform] = None,
-    device: Optional[Union[torch.device, str]] = None,
+    device: Device = None,
 ) -> tuple[str, float]:
-    """Predict the class of one image file and plot the image with the prediction as its title.
+    """Predict one image file's class and plot the image titled with it; returns (class, probability).
 
-    The figure is left open as the current matplotlib figure: a notebook shows it inline; in a
-    script call ``plt.show()`` (or ``plt.savefig``).
-
-    Args:
-        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
-        class_names: the class names, in the order of the model's outputs.
-        image_path: path to the image file.
-        image_size: (height, width) used by the default transform (an int means a square).
-        transform: pass the transform the model was trained with (for a pretrained torchvision ViT,
-            ``weights.transforms()``). When None: the course's transform for its from-scratch ViT,
-            ``data_setup.manual_transforms(image_size)`` (resize, then ``ToTensor()``).
-        device: where to run the model (it is moved there). When None: the device of the model's
-            parameters.
-
-    Returns:
-        (predicted class name, its probability).
-
-    Raises:
-        FileNotFoundError: there is no file at ``image_path``.
-        ValueError: the file is not a readable image (the message names it), the model's number
-            of output logits differs from ``len(class_names)``, or ``image_size`` is not one positive
-            int or a pair of them.
+    The figure stays the current matplotlib figure (a notebook shows it; a script calls ``plt.show()``).
+    See :func:`predict` for the arguments and errors.
     """
-    image = load_image(image_path)
-    image_tensor = _resolve_transform(transform, image_size)(image)
-    probabilities = _predict_probabilities(model, image_tensor.unsqueeze(0), class_names, device)
-    pred_prob, pred_label = probabilities[0].max(dim=0)
-    pred_class, pred_prob_value = class_names[int(pred_label)], float(pred_prob)
-
+    (prediction,) = predict(model, [image_path], class_names, transform, image_size, device=device)
     plt.figure()
-    plt.imshow(image)
-    plt.title(f"Pred: {pred_class} | Prob: {pred_prob_value:.3f}")
+    plt.imshow(load_image(image_path))
+    plt.title(f"Pred: {prediction.pred_class} | Prob: {prediction.pred_prob:.3f}")
     plt.axis("off")
-    return pred_class, pred_prob_value
+    return prediction.pred_class, prediction.pred_prob
 
 
 def predict(
@@ -81,56 +57,58 @@ def predict(
     transform: Optional[Transform] = None,
     image_size: ImageSize = (224, 224),
     batch_size: int = 32,
-    device: Optional[Union[torch.device, str]] = None,
+    device: Device = None,
 ) -> list[Prediction]:
-    """Predict the class of many image files, ``batch_size`` images at a time.
+    """Predict the class of each image file, ``batch_size`` images at a time, in input order.
 
     Args:
-        model: a trained classifier whose output is ``[batch, len(class_names)]`` logits.
-        image_paths: the image files, in the order the predictions are returned.
+        model: a classifier giving ``[batch, len(class_names)]`` logits; its train/eval mode is kept.
         class_names: the class names, in the order of the model's outputs.
-        transform: pass the transform the model was trained with; it must give every image the
-            same shape. When None: ``data_setup.manual_transforms(image_size)`` (as in
-            :func:`pred_and_plot_image`).
-        image_size: (height, width) used by the default transform (an int means a square).
-        batch_size: how many images go through the model at once.
-        device: where to run the model (it is moved there). When None: the device of the model's
-            parameters.
-
-    Returns:
-        One :class:`Prediction` per image, in input order; an empty list for no images.
+        transform: the transform the model was trained with (e.g. ``weights.transforms()``); when None,
+            the course's ``data_setup.manual_transforms(image_size)``.
+        device: where to run the model (it is moved there); when None, where its parameters are.
 
     Raises:
         FileNotFoundError: an image file does not exist.
-        ValueError: ``batch_size`` is below 1, a file is not a readable image (the message names
-            it), the transform gave images of different shapes, the model's number of output
-            logits differs from ``len(class_names)``, or ``image_size`` is not one positive int or
-            a pair of them.
+        ValueError: a file is not an image, the transform gives images of different shapes, the model's
+            number of logits is not ``len(class_names)``, ``batch_size`` < 1, or ``image_size`` is bad.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size should be at least 1, got {batch_size}.")
+    transform = transform if transform is not None else manual_transforms(image_size)
     paths = [Path(image_path) for image_path in image_paths]
-    resolved_transform = _resolve_transform(transform, image_size)
     predictions: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
         batch_paths = paths[start : start + batch_size]
-        image_tensors = [resolved_transform(load_image(path)) for path in batch_paths]
-        shapes = {tuple(tensor.shape) for tensor in image_tensors}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"The transform gave images of different shapes {sorted(shapes)}; use a transform that "
-                "resizes every image to the same size (the one the model was trained with)."
-            )
-        probabilities = _predict_probabilities(model, torch.stack(image_tensors), class_names, device)
-        pred_probs, pred_labels = probabilities.max(dim=1)
-        predictions += [
-            Prediction(path, class_names[int(label)], float(prob))
-            for path, label, prob in zip(batch_paths, pred_labels, pred_probs)
-        ]
+        try:
+            images = torch.stack([transform(load_image(path)) for path in batch_paths])
+        except RuntimeError as error:
+            raise ValueError(f"The transform gave images of different shapes ({error}); use one that resizes "
+                             "every image to the size the model was trained with.") from None
+        pred_probs, pred_labels = _probabilities(model, images, class_names, device).max(dim=1)
+        predictions += [Prediction(path, class_names[int(label)], float(prob))
+                        for path, label, prob in zip(batch_paths, pred_labels, pred_probs)]
     return predictions
 
 
-CORRECT_COLOUR, WRONG_COLOUR = "green", "red"
+def _probabilities(model: torch.nn.Module, images: torch.Tensor, class_names: Sequence[str],
+                   device: Device) -> torch.Tensor:
+    """Softmax probabilities [batch, classes] of ``model`` in eval mode, on the CPU."""
+    if device is None:
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        device = first.device if first is not None else "cpu"
+    model.to(device)
+    was_training = model.training
+    try:
+        with torch.inference_mode():
+            logits = model.eval()(images.to(device))
+    finally:
+        model.train(was_training)  # so predicting mid-training is harmless
+    if logits.ndim != 2 or logits.shape[1] != len(class_names):
+        raise ValueError(
+            f"The model gives {logits.shape[-1]} output logits per image (output shape {tuple(logits.shape)}), but "
+            f"{len(class_names)} class_names were given: {list(class_names)}. Pass those the model was trained with.")
+    return torch.softmax(logits, dim=1).cpu()
 
 
 def plot_predictions(
@@ -141,27 +119,15 @@ def plot_predictions(
     panel_size: float = 2.2,
     max_pixels: int = 224,
 ) -> Figure:
-    """Show predictions as a grid of photos, each titled "true: X" over "pred: Y (p)", green if right, red if wrong.
-
-    Each title takes two lines and each row is given room for them, so titles never overlap each other,
-    the photos above them or the figure's title, whatever the number of photos.
+    """Show predictions as a grid of photos titled "true: X" over "pred: Y (p)", green if right, red if wrong.
 
     Args:
-        predictions: from :func:`predict`, in the order they are drawn (row by row).
-        true_classes: the true class of each photo. When None: the name of the folder holding each
-            file (the ``train/pizza/xyz.jpg`` layout of the course's data).
-        ncols: photos per row (fewer when there are fewer photos).
-        title: an optional title over the grid.
-        panel_size: width of each photo's panel in inches.
-        max_pixels: photos are shrunk to at most this many pixels a side before drawing, which keeps
-            notebooks light; the model saw its own transform of the full photo.
-
-    Returns:
-        The matplotlib Figure.
+        true_classes: when None, the folder holding each photo (the course's ``train/pizza/x.jpg`` layout).
+        panel_size: width of each photo's panel in inches (each row gets room for its two-line titles).
+        max_pixels: photos are shrunk to at most this many pixels a side, to keep notebooks light.
 
     Raises:
-        ValueError: there are no predictions, ``ncols`` is below 1, or ``true_classes`` has another
-            length than ``predictions`` (the message names both).
+        ValueError: no predictions, ``ncols`` < 1, or ``true_classes`` of another length.
         FileNotFoundError: a photo's file does not exist.
     """
     if not predictions:
@@ -178,40 +144,28 @@ def plot_predictions(
         nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.5) * nrows + (0.4 if title else 0.0)),
         squeeze=False, layout="constrained",
     )
-    for index, axis in enumerate(axes.flat):
+    for axis in axes.flat:
         axis.axis("off")
-        if index >= len(predictions):
-            continue
-        prediction, true_class = predictions[index], true_classes[index]
+    for axis, prediction, true_class in zip(axes.flat, predictions, true_classes):
         image = load_image(prediction.image_path)
         image.thumbnail((max_pixels, max_pixels))
         axis.imshow(image)
-        colour = CORRECT_COLOUR if prediction.pred_class == true_class else WRONG_COLOUR
-        axis.set_title(
-            f"true: {true_class}\npred: {prediction.pred_class} ({prediction.pred_prob:.2f})", fontsize=9, color=colour
-        )
+        axis.set_title(f"true: {true_class}\npred: {prediction.pred_class} ({prediction.pred_prob:.2f})",
+                       fontsize=9, color="green" if prediction.pred_class == true_class else "red")
     if title:
         figure.suptitle(title)
     return figure
 
 
-def confusion_matrix(
-    true_labels: Union[torch.Tensor, Sequence[int]], pred_labels: Union[torch.Tensor, Sequence[int]], num_classes: int
-) -> torch.Tensor:
-    """Count how often each true class was predicted as each class.
-
-    Args:
-        true_labels: the true class index of each example.
-        pred_labels: the predicted class index of each example, in the same order.
-        num_classes: K, the number of classes.
-
-    Returns:
-        An int64 tensor [K, K]: row = true class, column = predicted class; the diagonal counts the right answers.
+def confusion_matrix(true_labels: Union[torch.Tensor, Sequence[int]], pred_labels: Union[torch.Tensor, Sequence[int]],
+                     num_classes: int) -> torch.Tensor:
+    """An int64 [K, K] count of each true class (row) predicted as each class (column).
 
     Raises:
-        ValueError: the two have different lengths, or a label is outside 0 .. K - 1 (the message names both).
+        ValueError: the two have different lengths, or a label is outside 0 .. K - 1.
     """
-    true_labels, pred_labels = torch.as_tensor(true_labels).long().flatten(), torch.as_tensor(pred_labels).long().flatten()
+    true_labels = torch.as_tensor(true_labels).long().flatten()
+    pred_labels = torch.as_tensor(pred_labels).long().flatten()
     if len(true_labels) != len(pred_labels):
         raise ValueError(f"Got {len(true_labels)} true labels but {len(pred_labels)} predicted labels.")
     for name, labels in (("true", true_labels), ("predicted", pred_labels)):
@@ -222,15 +176,7 @@ def confusion_matrix(
 
 
 def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str], title: Optional[str] = None) -> Figure:
-    """Draw a confusion matrix (from :func:`confusion_matrix`) with the count written in every cell.
-
-    Args:
-        matrix: [K, K] counts, row = true class, column = predicted class.
-        class_names: the K class names.
-        title: an optional title; by default "Confusion matrix (N photos, accuracy A)".
-
-    Returns:
-        The matplotlib Figure.
+    """Draw a [K, K] confusion matrix with every count in its cell (default title: photo count and accuracy).
 
     Raises:
         ValueError: ``matrix`` is not [K, K] for the K class names.
@@ -243,55 +189,11 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str], titl
     accuracy = float(matrix.diagonal().sum()) / total if total else float("nan")
     figure, axis = plt.subplots(figsize=(1.2 * size + 1.6, 1.1 * size + 1.2), layout="constrained")
     axis.imshow(matrix.numpy(), cmap="Blues", vmin=0)
-    for row in range(size):
-        for column in range(size):
-            count = int(matrix[row, column])
-            dark = count > 0.5 * float(matrix.max())
-            axis.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black")
+    for (row, column), count in zip(itertools.product(range(size), repeat=2), matrix.flatten().tolist()):
+        dark = count > 0.5 * float(matrix.max())
+        axis.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black")
     axis.set_xticks(range(size), class_names)
     axis.set_yticks(range(size), class_names)
     axis.set(xlabel="predicted class", ylabel="true class")
     axis.set_title(title if title is not None else f"Confusion matrix ({total} photos, accuracy {accuracy:.3f})")
     return figure
-
-
-def _resolve_transform(transform: Optional[Transform], image_size: ImageSize) -> Transform:
-    """Return ``transform``, or the course's ``manual_transforms(image_size)`` when it is None."""
-    return transform if transform is not None else manual_transforms(image_size)
-
-
-def _predict_probabilities(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    class_names: Sequence[str],
-    device: Optional[Union[torch.device, str]],
-) -> torch.Tensor:
-    """Run ``model`` in eval mode on a batch of images and return softmax probabilities on the CPU.
-
-    The model's train/eval mode is restored afterwards, so predicting mid-training is harmless.
-    """
-    if device is None:
-        device = _model_device(model)
-    else:
-        model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(images.to(device))
-    finally:
-        model.train(was_training)
-    if logits.ndim != 2 or logits.shape[1] != len(class_names):
-        raise ValueError(
-            f"The model gives {logits.shape[-1]} output logits per image (output shape "
-            f"{tuple(logits.shape)}), but {len(class_names)} class_names were given: {list(class_names)}. "
-            "Pass the class names the model was trained with."
-        )
-    return torch.softmax(logits, dim=1).cpu()
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return torch.device("cpu")

@@ -10,7 +10,8 @@ from torch.utils.data import RandomSampler, SequentialSampler
 
 from going_modular import data_setup
 from going_modular.common import settings
-from going_modular.data_setup import create_dataloaders, load_image, manual_transforms
+from going_modular.data_setup import create_dataloaders, eval_transforms, load_image, manual_transforms
+from going_modular.training.data import MixUpCutMix, RepeatedAugmentationSampler, preloaded
 
 CLASSES = ["pizza", "steak", "sushi"]
 
@@ -237,19 +238,19 @@ def test_mixup_cutmix_mixes_images_and_labels_by_the_same_amount():
     torch.manual_seed(0)
     batch = [(torch.full((3, 8, 8), float(i)), i % 3) for i in range(6)]
     for mixup_alpha, cutmix_alpha in ((0.8, 0.0), (0.0, 1.0), (0.8, 1.0)):
-        images, labels = data_setup.MixUpCutMix(3, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)(batch)
+        images, labels = MixUpCutMix(3, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)(batch)
         assert images.shape == (6, 3, 8, 8) and labels.shape == (6, 3)
         torch.testing.assert_close(labels.sum(dim=1), torch.ones(6))
         # image i is a mix of image i and its partner: the weight of its own class is its share of the pixels
         own = labels[torch.arange(6), torch.arange(6) % 3]
         assert (own >= 0).all() and (own <= 1).all() and not torch.equal(images, torch.stack([b[0] for b in batch]))
     with pytest.raises(ValueError, match="positive mixup_alpha or cutmix_alpha"):
-        data_setup.MixUpCutMix(3, mixup_alpha=0.0, cutmix_alpha=0.0)
+        MixUpCutMix(3, mixup_alpha=0.0, cutmix_alpha=0.0)
 
 
 def test_repeated_augmentation_yields_each_chosen_photo_several_times_in_a_row():
     torch.manual_seed(0)
-    sampler = data_setup.RepeatedAugmentationSampler(10, repeats=3)
+    sampler = RepeatedAugmentationSampler(10, repeats=3)
     epochs = [list(sampler) for _ in range(2)]
     for indices in epochs:
         assert len(indices) == len(sampler) == 10                 # as many images per epoch as a plain shuffle
@@ -259,15 +260,33 @@ def test_repeated_augmentation_yields_each_chosen_photo_several_times_in_a_row()
     assert epochs[0] != epochs[1]                                   # a new draw every epoch
     torch.manual_seed(0)
     assert list(sampler) == epochs[0]                               # from the global generator that set_seeds seeds
-    assert sorted(data_setup.RepeatedAugmentationSampler(5, repeats=1)) == list(range(5))
+    assert sorted(RepeatedAugmentationSampler(5, repeats=1)) == list(range(5))
     with pytest.raises(ValueError, match="repeats must be at least 1"):
-        data_setup.RepeatedAugmentationSampler(10, repeats=0)
+        RepeatedAugmentationSampler(10, repeats=0)
 
 
 def test_create_dataloaders_shuffles_with_repeated_augmentation_when_asked(image_root):
     folders = image_root / "train", image_root / "test"
     plain, _, _ = create_dataloaders(*folders, manual_transforms(32), batch_size=2, num_workers=0)
     repeated, _, _ = create_dataloaders(*folders, manual_transforms(32), batch_size=2, num_workers=0,
-                                        repeated_augmentation=2)
+                                        train_sampler=RepeatedAugmentationSampler(IMAGES_PER_SPLIT, repeats=2))
     assert isinstance(plain.sampler, RandomSampler)
-    assert isinstance(repeated.sampler, data_setup.RepeatedAugmentationSampler) and repeated.sampler.repeats == 2
+    assert isinstance(repeated.sampler, RepeatedAugmentationSampler) and repeated.sampler.repeats == 2
+    assert [len(labels) for _, labels in repeated] == [2] * (IMAGES_PER_SPLIT // 2) + [1]
+
+
+def test_create_dataloaders_batches_with_the_given_collate_fn(image_root):
+    mixing, _, _ = create_dataloaders(image_root / "train", image_root / "test", manual_transforms(8), batch_size=4,
+                                      num_workers=0, train_collate_fn=MixUpCutMix(len(CLASSES)))
+    images, labels = next(iter(mixing))
+    assert images.shape == (4, 3, 8, 8) and labels.shape == (4, len(CLASSES))  # class probabilities
+
+
+def test_preloaded_keeps_the_batches_and_refuses_a_shuffling_loader(image_root):
+    train_loader, test_loader, _ = create_dataloaders(image_root / "train", image_root / "test", eval_transforms(24),
+                                                      batch_size=4, num_workers=0)
+    in_memory = preloaded(test_loader)
+    for (images, labels), (kept_images, kept_labels) in zip(test_loader, in_memory, strict=True):
+        assert torch.equal(images, kept_images) and torch.equal(labels, kept_labels)
+    with pytest.raises(ValueError, match="shuffles"):
+        preloaded(train_loader)

@@ -1,4 +1,4 @@
-"""Tests for download_data and download_file against a local HTTP server (offline, fast)."""
+"""Tests for download_data and common.download against a local HTTP server (offline, fast)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from going_modular import data_setup
+from going_modular.common import download
 from going_modular.data_setup import DownloadError, download_data, download_file
 from going_modular.common.settings import DATA_DIR_ENV
 
@@ -323,7 +324,7 @@ def test_offline_gives_connection_error_with_url_and_manual_steps(data_dir):
 
 
 def test_server_that_never_answers_times_out_as_connection_error(data_dir, monkeypatch):
-    monkeypatch.setattr(data_setup, "_TIMEOUT_S", (0.5, 0.5))
+    monkeypatch.setattr(download, "_TIMEOUT_S", (0.5, 0.5))
     with socket.socket() as silent:  # accepts connections (into its backlog) but never replies
         silent.bind(("127.0.0.1", 0))
         silent.listen()
@@ -395,3 +396,8 @@ def test_download_file_offline_says_where_to_save_the_file(tmp_path):
     assert url in str(excinfo.value)
     assert f"save it as {path}" in str(excinfo.value)
     assert not path.exists()
+
+
+def test_the_names_learners_use_are_re_exported_by_data_setup():
+    assert data_setup.download_file is download.download_file
+    assert data_setup.DownloadError is download.DownloadError and data_setup.DataError is download.DataError

@@ -5,8 +5,9 @@ import warnings
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from going_modular import engine
 from going_modular.model_builder import ViT
@@ -214,6 +215,36 @@ def test_step_records_give_the_learning_rate_loss_and_gradient_norm_of_every_ste
     assert [(record.epoch, record.step) for record in records] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
     assert [record.lr for record in records] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
     assert all(record.grad_norm > 0 and record.loss > 0 and not record.skipped for record in records)
+
+
+def test_under_ddp_gradients_are_exchanged_once_per_accumulation_group(tmp_path, monkeypatch):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        plain, ddp = tiny_vit(), nn.parallel.DistributedDataParallel(tiny_vit())
+        skipped_exchanges = []
+        real_no_sync = ddp.no_sync
+        monkeypatch.setattr(ddp, "no_sync", lambda: skipped_exchanges.append(1) or real_no_sync())
+        metrics = [engine.train_step(model, separable_loader(), nn.CrossEntropyLoss(),
+                                     torch.optim.SGD(model.parameters(), lr=0.1), "cpu", accumulation_steps=4)
+                   for model in (plain, ddp)]
+        assert len(skipped_exchanges) == 4  # 6 batches in groups of 4 and 2: every backward but a group's last
+        assert metrics[1] == pytest.approx(metrics[0])  # summed over the one process
+        for a, b in zip(plain.parameters(), ddp.module.parameters()):
+            torch.testing.assert_close(a, b)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_train_tells_a_distributed_sampler_each_epoch():
+    data = separable_loader().dataset
+    sampler = DistributedSampler(data, num_replicas=1, rank=0)
+    epochs = []
+    sampler.set_epoch = epochs.append
+    loader = DataLoader(data, batch_size=8, sampler=sampler)
+    model = tiny_vit()
+    engine.train(model, loader, loader, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), epochs=3,
+                 device="cpu", max_batches=1, progress=False)
+    assert epochs == [1, 2, 3]  # a new shuffle each epoch
 
 
 def test_train_continues_a_run_and_calls_on_epoch_end():

@@ -27,6 +27,8 @@ def image_dataset() -> TensorDataset:
     small_torchvision_vit,
     lambda: ViT(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
                 num_classes=3, pool="mean"),
+    lambda: ViT(img_size=32, patch_size=8, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
+                num_classes=3, representation_size=8),  # the pre-logits layer belongs to the backbone
 ])
 def test_backbone_features_are_what_the_head_sees(make_model):
     model = make_model().eval()

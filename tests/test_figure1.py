@@ -28,7 +28,7 @@ def test_vit_b_16_shapes_are_traced_from_the_model():
     shapes = figure1.vit_shapes("vit_b_16")
     assert shapes.name == "ViT-B/16"
     assert (shapes.num_patches, shapes.patch_numbers, shapes.num_layers, shapes.num_heads) == (196, 768, 12, 12)
-    assert shapes.image == (1, 3, 224, 224)
+    assert shapes.image == (1, 3, 224, 224) and shapes.grid_size == (14, 14)
     assert shapes.patch_embeddings == (1, 196, 768)
     assert shapes.tokens == shapes.encoder_output == (1, 197, 768)
     assert shapes.class_token_output == (1, 768)
@@ -38,7 +38,7 @@ def test_vit_b_16_shapes_are_traced_from_the_model():
 
 def test_other_presets_give_their_own_shapes():
     shapes = figure1.vit_shapes("vit_h_14")  # 224 / 14 = 16 patches a side; P * P * C = 588
-    assert (shapes.num_patches, shapes.patch_numbers) == (256, 588)
+    assert (shapes.num_patches, shapes.patch_numbers, shapes.grid_size) == (256, 588, (16, 16))
     assert shapes.tokens == (1, 257, 1280)
     assert figure1.vit_shapes("vit_ti_16").patch_embeddings == (1, 196, 192)
 

@@ -15,7 +15,7 @@ from going_modular.figures.figure7 import (
     plot_position_similarity,
     position_embedding_similarity,
 )
-from going_modular.model_builder import ViT
+from going_modular.model_builder import ViT, create_vit
 
 
 def tiny_vit(img_size=(16, 24), patch_size=4, embedding_dim=48) -> ViT:
@@ -181,3 +181,13 @@ def test_plot_figure7_draws_the_three_panels_left_to_right_with_the_label():
     assert axes[1][2].get_ylim() == (0.0, 50.0) and len(axes[1][2].collections) == 2
     with pytest.raises(ValueError, match="needs three Axes, got 2"):
         plot_figure7(components, similarity, distances, axes=axes[0][:2])
+
+
+def test_position_similarity_of_the_hybrid_model_is_laid_out_on_its_token_grid():
+    # The course's hybrid: a 4-stage stem (stride 16) and P = 1 on its map, so 96 px make 6 x 6 tokens.
+    torch.manual_seed(0)
+    model = create_vit("vit_ti_16", num_classes=3, img_size=96, patch_size=1, num_transformer_layers=1,
+                       stem_channels=[24, 48, 96, 192])
+    similarity = position_embedding_similarity(model)
+    assert similarity.shape == (6, 6, 6, 6)
+    torch.testing.assert_close(similarity.reshape(36, 36).diagonal(), torch.ones(36))

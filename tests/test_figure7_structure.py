@@ -97,8 +97,7 @@ def distances_per_layer(model: ViT, images: torch.Tensor) -> torch.Tensor:
     """[layers, heads] mean attention distance in pixels over the images."""
     with torch.no_grad():
         _, attention = model(images, return_attention=True)
-    grid = tuple(size // model.patch_size for size in model.img_size)
-    return torch.stack([mean_attention_distance(weights, grid, model.patch_size) for weights in attention])
+    return torch.stack([mean_attention_distance(weights, model.grid_size, model.patch_size) for weights in attention])
 
 
 def attention_distance_growth(model: ViT, images: torch.Tensor) -> float:

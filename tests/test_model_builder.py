@@ -1,4 +1,7 @@
 """The ViT of going_modular.model_builder: shapes of equations 1-4, Table 1 counts (parity: test_pretrained.py)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -134,6 +137,7 @@ def test_vit_non_square_images():
     model = ViT(**{**TINY, "img_size": (32, 48)}, num_classes=3)
     assert model(torch.randn(2, 3, 32, 48)).shape == (2, 3)
     assert model.position_embedding.shape == (1, 4 * 6 + 1, 24)
+    assert model.grid_size == (4, 6) and model.num_patches == 4 * 6
 
 
 def test_vit_rejects_wrong_image_size_naming_both():
@@ -159,6 +163,20 @@ def test_mean_pool_uses_patch_tokens_not_class_token():
     images = torch.randn(2, 3, 32, 32)
     features = model.forward_features(images)
     torch.testing.assert_close(model(images), model.head(features[:, 1:].mean(dim=1)))
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_forward_head_pre_logits_is_what_the_head_sees(pool):
+    torch.manual_seed(0)
+    model = ViT(**TINY, num_classes=3, pool=pool, representation_size=10).eval()
+    nn.init.normal_(model.head.weight)
+    images = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(images)
+    pooled = features[:, 0] if pool == "cls" else features[:, 1:].mean(dim=1)
+    pre_logits = model.forward_head(features, pre_logits=True)
+    torch.testing.assert_close(pre_logits, model.pre_logits(pooled))
+    assert pre_logits.shape == (2, 10)
+    torch.testing.assert_close(model.head(pre_logits), model(images))
 
 
 def test_initialisation_follows_the_paper_not_randn():
@@ -230,14 +248,13 @@ def test_small_presets_build_and_unknown_name_is_refused():
         create_vit("vit_x")
 
 
-# Pretrained weights moved to going_modular.pretrained (tested in test_pretrained.py); the old names stay
-# importable from model_builder for one release.
-@pytest.mark.parametrize("name", ["vit_from_torchvision", "create_vit_feature_extractor", "resize_position_embedding",
-                                  "PretrainedWeightsUnavailableError", "RandomWeightsWarning", "_torchvision_key_map"])
-def test_moved_pretrained_names_still_import_from_model_builder(name):
-    from going_modular import pretrained
-
-    assert getattr(model_builder, name) is getattr(pretrained, name)
+# Pretrained weights live in going_modular.pretrained (tested in test_pretrained.py), which imports this module,
+# never the other way round.
+def test_model_builder_neither_imports_nor_reexports_pretrained():
+    code = ("import sys; from going_modular import model_builder; "
+            "assert 'going_modular.pretrained' not in sys.modules, 'model_builder imported pretrained'; "
+            "assert not hasattr(model_builder, 'vit_from_torchvision'), 'model_builder re-exports pretrained names'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_model_builder_still_refuses_unknown_names():
@@ -251,13 +268,14 @@ def test_conv_stem_halves_the_image_per_stage_and_the_hybrid_makes_one_token_per
     assert stem(torch.randn(2, 3, 48, 64)).shape == (2, 32, 6, 8) and stem.stride == 8
     model = ViT(img_size=(48, 64), patch_size=1, num_transformer_layers=1, embedding_dim=16, mlp_size=32,
                 num_heads=2, num_classes=3, stem_channels=(8, 16, 32))
-    assert model.num_patches == 6 * 8 and model.position_embedding.shape == (1, 6 * 8 + 1, 16)
+    assert model.grid_size == (6, 8) and model.num_patches == 6 * 8
+    assert model.position_embedding.shape == (1, 6 * 8 + 1, 16)
     assert model.forward_features(torch.randn(2, 3, 48, 64)).shape == (2, 6 * 8 + 1, 16)
     assert model.patch_embedding.patcher.in_channels == 32 and model.patch_embedding.patcher.kernel_size == (1, 1)
     # 2 x 2 patches of the stem's map: each token covers 16 x 16 pixels
     coarse = ViT(img_size=64, patch_size=2, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
                  stem_channels=(8, 16, 32))
-    assert coarse.num_patches == 4 * 4
+    assert coarse.grid_size == (4, 4) and coarse.num_patches == 4 * 4
     with pytest.raises(ValueError, match="divisible by the patch size 8"):
         ViT(img_size=60, patch_size=1, num_transformer_layers=1, embedding_dim=16, mlp_size=32, num_heads=2,
             stem_channels=(8, 16, 32))

@@ -162,6 +162,14 @@ def test_predict_rejects_a_batch_size_below_one(model):
         predict(model, [], CLASS_NAMES, batch_size=0)
 
 
+def test_predict_says_when_the_transform_gives_images_of_different_shapes(tmp_path, model):
+    paths = [tmp_path / "wide.png", tmp_path / "tall.png"]
+    Image.new("RGB", (40, 30)).save(paths[0])
+    Image.new("RGB", (30, 40)).save(paths[1])
+    with pytest.raises(ValueError, match="different shapes.*resizes every image"):
+        predict(model, paths, CLASS_NAMES, transform=transforms.ToTensor())
+
+
 # ------------------------------------------------------------------------------------------ plot_predictions
 
 
@@ -281,3 +289,4 @@ def test_plot_confusion_matrix_writes_every_count_and_the_accuracy():
     with pytest.raises(ValueError, match=r"Expected a \[2, 2\] matrix for 2 class names, got \(3, 3\)"):
         plot_confusion_matrix(matrix, ["a", "b"])
     plt.close("all")
+

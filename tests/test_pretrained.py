@@ -324,10 +324,11 @@ def test_the_number_of_heads_is_asked_for_when_the_width_is_not_a_presets():
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda sd: sd.pop("blocks.1.mlp.fc2.bias"), r"missing \['blocks.1.mlp.fc2.bias'\]"),
-    (lambda sd: sd.update({"fc_norm.weight": torch.ones(24)}), r"unexpected \['fc_norm.weight'\]"),
+    (lambda sd: sd.pop("blocks.1.mlp.fc2.bias"), r'Missing key\(s\) in state_dict: "transformer_encoder.1.mlp_block.mlp.3.bias"'),
+    (lambda sd: sd.update({"fc_norm.weight": torch.ones(24)}), r'Unexpected key\(s\) in state_dict: "fc_norm.weight"'),
     (lambda sd: sd.update({"blocks.0.attn.proj.weight": torch.zeros(24, 12)}),
-     r"Shape mismatch: transformer_encoder.0.msa_block.proj.weight \(24, 24\) vs blocks.0.attn.proj.weight \(24, 12\)"),
+     r"size mismatch for transformer_encoder.0.msa_block.proj.weight: copying a param with shape "
+     r"torch.Size\(\[24, 12\]\) from checkpoint, the shape in current model is torch.Size\(\[24, 24\]\)"),
     (lambda sd: sd.update({"pos_embed": torch.zeros(1, 1 + 15, 24)}), "15 patch positions, not a square grid"),
     (lambda sd: sd.pop("cls_token"), "no 'cls_token'"),
 ])
@@ -379,7 +380,7 @@ def tiny_weights(monkeypatch, tmp_path) -> PretrainedWeights:
 
 
 class _FakeResponse:
-    """Just enough of a streamed requests.Response for data_setup's downloader."""
+    """Just enough of a streamed requests.Response for common.download.fetch."""
 
     def __init__(self, body: bytes, status_code: int = 200) -> None:
         self.body, self.status_code = body, status_code
@@ -449,10 +450,13 @@ def test_a_damaged_file_is_named_with_what_to_do(tiny_weights, tmp_path, make_fi
 def test_a_file_of_another_model_is_named_with_what_is_wrong(tiny_weights, tmp_path):
     path = tmp_path / "tiny.safetensors"
     path.write_bytes(_tiny_file_bytes(tmp_path, depth=3, image_size=40))  # one block more, a 5 x 5 grid
-    wrong_grid = r"pos_embed has shape \(1, 26, 24\), expected \(1, 17, 24\)"
+    wrong_grid = (r"size mismatch for position_embedding: copying a param with shape torch.Size\(\[1, 26, 24\]\) "
+                  r"from checkpoint, the shape in current model is torch.Size\(\[1, 17, 24\]\)")
     with pytest.raises(PretrainedWeightsFileError, match=wrong_grid) as info:
         load_pretrained_vit("tiny")
-    assert "unexpected blocks.2.attn.proj.bias" in str(info.value) and str(path) in str(info.value)
+    message = str(info.value)
+    assert "Unexpected key(s)" in message and '"transformer_encoder.2.msa_block.proj.bias"' in message
+    assert str(path) in message and "delete it" in message
 
 
 def test_unknown_weights_name_lists_the_known_ones():

@@ -52,7 +52,7 @@ def test_setup_cell_is_the_template_for_pyprojects_address(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
 def test_a_publish_that_changes_nothing_rewrites_every_byte_as_it_was(path):
     raw = path.read_bytes().decode("utf-8")
-    assert publish.updated_notebook_text(raw, _relative(path), publish.read_repository(ROOT)) == raw
+    assert publish.updated_notebook(raw, _relative(path), publish.read_repository(ROOT)) == (raw, [])
 
 
 # --------------------------------------------------------------------------------------- a new address
@@ -61,7 +61,7 @@ def test_a_publish_that_changes_nothing_rewrites_every_byte_as_it_was(path):
 @pytest.mark.parametrize("name", SAMPLE_NOTEBOOKS)
 def test_a_new_address_changes_only_the_badge_and_the_setup_cell(name):
     raw = (ROOT / name).read_bytes().decode("utf-8")
-    new_text = publish.updated_notebook_text(raw, PurePosixPath(name), NEW)
+    new_text, _ = publish.updated_notebook(raw, PurePosixPath(name), NEW)
     old, new = json.loads(raw), json.loads(new_text)
     title = "".join(new["cells"][0]["source"])
     assert f"(https://colab.research.google.com/github/ada/vit-course/blob/main/{name})" in title
@@ -73,35 +73,43 @@ def test_a_new_address_changes_only_the_badge_and_the_setup_cell(name):
     assert json.dumps(new, indent=1, ensure_ascii=False) + "\n" == raw
 
 
+def _notebook(title: list[str], setup: str) -> dict:
+    """A valid nbformat 4.5 notebook (cell ids, nbformat's sorted keys) with a title cell and a code cell."""
+    return {"cells": [
+        {"cell_type": "markdown", "id": "title", "metadata": {}, "source": title},
+        {"cell_type": "code", "execution_count": None, "id": "setup", "metadata": {}, "outputs": [],
+         "source": setup.splitlines(keepends=True)},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
 @pytest.mark.parametrize("ensure_ascii", [True, False])
 def test_a_notebook_keeps_its_own_way_of_writing_non_ascii_text(ensure_ascii):
-    notebook = {"cells": [
-        {"cell_type": "markdown", "metadata": {},
-         "source": [publish.colab_badge(NEW, PurePosixPath("notebooks/x.ipynb")) + "\n", "# Équation 1 → E"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": publish.setup_cell_source(NEW, PurePosixPath("notebooks/x.ipynb")).splitlines(keepends=True)},
-    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    notebook = _notebook([publish.colab_badge(NEW, PurePosixPath("notebooks/x.ipynb")) + "\n", "# Équation 1 → E"],
+                         publish.setup_cell_source(NEW, PurePosixPath("notebooks/x.ipynb")))
     raw = json.dumps(notebook, indent=1, ensure_ascii=ensure_ascii) + "\n"
     assert ("\\u00c9" in raw) == ensure_ascii
-    assert publish.updated_notebook_text(raw, PurePosixPath("notebooks/x.ipynb"), NEW) == raw
+    assert publish.updated_notebook(raw, PurePosixPath("notebooks/x.ipynb"), NEW) == (raw, [])
 
 
 def test_a_notebook_without_a_badge_gets_one_first():
-    notebook = {"cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n", "Text."]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": [publish.setup_cell_source(NEW, PurePosixPath("notebooks/x.ipynb"))]},
-    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    text = publish.updated_notebook_text(json.dumps(notebook), PurePosixPath("notebooks/x.ipynb"), NEW)
+    notebook = _notebook(["# Title\n", "Text."], publish.setup_cell_source(NEW, PurePosixPath("notebooks/x.ipynb")))
+    text, problems = publish.updated_notebook(json.dumps(notebook), PurePosixPath("notebooks/x.ipynb"), NEW)
     title = "".join(json.loads(text)["cells"][0]["source"])
     assert title == publish.colab_badge(NEW, PurePosixPath("notebooks/x.ipynb")) + "\n\n# Title\nText."
+    assert problems == ["notebooks/x.ipynb: the Colab badge opens nothing (none in the first markdown cell), expected "
+                        "https://colab.research.google.com/github/ada/vit-course/blob/main/notebooks/x.ipynb."]
 
 
 def test_a_notebook_whose_first_code_cell_is_not_the_setup_cell_is_refused():
-    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# T"]},
-                          {"cell_type": "code", "metadata": {}, "outputs": [], "source": ["import torch"]}]}
-    with pytest.raises(publish.PublishError, match="first code cell of notebooks/x.ipynb is not the setup cell"):
-        publish.updated_notebook_text(json.dumps(notebook), PurePosixPath("notebooks/x.ipynb"), NEW)
+    notebook = _notebook(["# T"], "import torch")
+    with pytest.raises(publish.PublishError,
+                       match="notebooks/x.ipynb needs a markdown title cell and, as its first code cell, the setup cell"):
+        publish.updated_notebook(json.dumps(notebook), PurePosixPath("notebooks/x.ipynb"), NEW)
+
+
+def test_a_file_that_is_not_a_notebook_is_refused_with_its_name():
+    with pytest.raises(publish.PublishError, match="notebooks/x.ipynb is not a notebook"):
+        publish.updated_notebook('{"cells": [\n<<<<<<< HEAD\n', PurePosixPath("notebooks/x.ipynb"), NEW)
 
 
 @pytest.mark.parametrize("url", [
@@ -193,7 +201,8 @@ def test_check_reports_a_badge_and_an_install_address_that_differ_and_writes_not
     assert (f"{SAMPLE_NOTEBOOKS[1]}: the Colab badge opens https://colab.research.google.com/github/someone/old-fork/"
             f"blob/main/{SAMPLE_NOTEBOOKS[1]}, expected https://colab.research.google.com/github/"
             f"vit-paper-replicating/vit-paper-replicating/blob/main/{SAMPLE_NOTEBOOKS[1]}.") in out
-    assert f"{SAMPLE_NOTEBOOKS[1]}: the setup cell installs from {stale}, expected {expected}." in out
+    assert (f"{SAMPLE_NOTEBOOKS[1]}: the setup cell is not tools.publish.SETUP_CELL_TEMPLATE for {expected} "
+            f"(it installs from {stale}).") in out
     assert SAMPLE_NOTEBOOKS[0] not in out
     assert _snapshot(checkout) == before
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from going_modular import data_setup
+from going_modular import data_setup, model_builder
 from going_modular.training import recipe
 from going_modular.model_builder import ViT
 
@@ -65,6 +65,21 @@ def test_create_optimizer_uses_the_papers_betas():
     optimizer = recipe.create_optimizer(tiny_vit(), lr=3e-3, weight_decay=0.1)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["betas"] == (0.9, 0.999) and optimizer.defaults["lr"] == 3e-3
+
+
+def test_create_optimizer_lets_torch_refuse_a_negative_weight_decay():
+    # torch checks only the default weight decay, not each group's
+    with pytest.raises(ValueError, match="Invalid weight_decay value: -0.1"):
+        recipe.create_optimizer(tiny_vit(), lr=3e-3, weight_decay=-0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        recipe.create_optimizer(tiny_vit(), lr=-1)
+
+
+def test_the_recipe_builds_the_model_the_command_line_trains():
+    small_data = recipe.TRAINING_RECIPES["small-data"]
+    model = model_builder.create_vit(small_data["model"], num_classes=3, **recipe.model_overrides(small_data))
+    assert model.num_patches == (96 // 16) ** 2 and len(model.transformer_encoder) == 6
+    assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("policy", [None, "trivialaugment", "randaugment"])

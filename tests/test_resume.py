@@ -17,6 +17,7 @@ from going_modular.training import checkpoint
 # middle of writing it ("during-write": part of the file is on disk when the process dies).
 KILLER = '''
 import os, signal, sys
+import torch
 from going_modular import train
 from going_modular.training import checkpoint
 
@@ -36,6 +37,8 @@ def save_checkpoint(path, **kwargs):
     written = real_save_checkpoint(path, **kwargs)
     checkpoint.torch.save = real_torch_save
     if kwargs["epoch"] == kill_at and mode == "after":
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every process dies after rank 0 has written, never while it writes
         os.kill(os.getpid(), signal.SIGKILL)
     return written
 

@@ -5,6 +5,7 @@ import io
 import os
 import random
 import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -203,3 +204,15 @@ def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert utils.get_device() == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert utils.get_device() == torch.device("cpu")
+
+
+def test_load_model_reports_a_damaged_archive_and_a_file_that_is_not_a_state_dict(tmp_path):
+    damaged = tmp_path / "damaged.pth"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        archive.writestr("notes.txt", "a zip archive, but not one torch.save wrote")
+    with pytest.raises(utils.CheckpointError, match="damaged.pth is a damaged PyTorch checkpoint"):
+        utils.load_model(_tiny_model(), damaged)
+    tensor_only = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), tensor_only)
+    with pytest.raises(utils.CheckpointError, match="holds a Tensor, not a state dict"):
+        utils.load_model(_tiny_model(), tensor_only)

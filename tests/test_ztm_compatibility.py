@@ -56,6 +56,22 @@ def test_the_ztm_import_path_names_the_same_modules():
         assert importlib.import_module(f"going_modular.going_modular.{name}") is module
 
 
+def test_the_ztm_import_path_gives_the_same_modules_of_subpackages_not_second_copies():
+    import going_modular.going_modular as ztm
+
+    names = [info.name.removeprefix("going_modular.") for info in pkgutil.walk_packages(going_modular.__path__,
+                                                                                         "going_modular.")]
+    assert {"figures.attention", "training.checkpoint", "common.settings"} <= set(names)
+    for name in names:
+        if name != "going_modular":
+            module = importlib.import_module(f"going_modular.{name}")
+            assert importlib.import_module(f"going_modular.going_modular.{name}") is module, name
+    # A moved module's old name resolves as it does from going_modular.
+    from going_modular.going_modular import attention
+
+    assert attention is going_modular.figures.attention is ztm.attention
+
+
 def test_the_ztm_import_path_works_in_a_fresh_interpreter():
     code = (
         "from going_modular.going_modular import data_setup, engine\n"

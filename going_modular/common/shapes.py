@@ -1,9 +1,6 @@
 """Image and patch-grid sizes: one int or a (height, width) pair, and whether an image splits into patches.
 
-Equation 1 cuts an H x W image into N = H W / P^2 patches of P x P pixels, so H and W must both be
-multiples of P. These helpers are shared by ``model_builder`` (the model), ``attention`` (patch grids),
-``plotting`` (patch pictures), ``data_setup`` and ``predictions`` (resizing), so that every module
-reads a size the same way and refuses a bad one with the same message.
+Equation 1 cuts an H x W image into N = H W / P^2 patches of P x P pixels, so H and W must be multiples of P.
 """
 from __future__ import annotations
 
@@ -14,14 +11,7 @@ ImageSize = Union[int, tuple[int, int]]
 
 
 def to_pair(size: ImageSize, name: str = "size") -> tuple[int, int]:
-    """Return ``size`` as (height, width): an int ``s`` means the square (s, s).
-
-    Args:
-        size: one positive int, or a pair of positive ints.
-        name: what ``size`` is, for the error message (e.g. "img_size", "grid_size").
-
-    Returns:
-        (height, width) as two ints.
+    """``size`` as (height, width): an int ``s`` means the square (s, s); ``name`` is for the error message.
 
     Raises:
         ValueError: ``size`` is not one int or two, or a value is below 1.
@@ -38,17 +28,7 @@ def to_pair(size: ImageSize, name: str = "size") -> tuple[int, int]:
 
 
 def check_divisible_by_patch_size(height: int, width: int, patch_size: int) -> None:
-    """Raise unless an image of ``height`` x ``width`` pixels splits into whole P x P patches (equation 1).
-
-    Args:
-        height: image height H in pixels.
-        width: image width W in pixels.
-        patch_size: P, the side of a square patch in pixels.
-
-    Raises:
-        ValueError: ``patch_size`` is below 1, or H or W is not a multiple of P; the message names
-            both sizes and the nearest size that would work.
-    """
+    """Raise a ValueError, naming the nearest size that works, unless H x W splits into P x P patches (eq. 1)."""
     if patch_size < 1:
         raise ValueError(f"patch_size must be positive, got {patch_size}.")
     if height % patch_size or width % patch_size:

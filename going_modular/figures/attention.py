@@ -1,24 +1,17 @@
-"""Pictures of what a ViT attends to, computed from the attention weights the model returns.
+"""Pictures of what a ViT attends to, from the attention weights it returns (notebooks 02 and 07).
 
-Every function here takes attention weights as ``MultiheadSelfAttentionBlock`` and ``ViT`` return them
-with ``return_attention=True``: one tensor [batch, heads, N + 1, N + 1] per layer, softmax(q k^T /
-sqrt(D_h)) of equation 2 and appendix A, where token 0 is the class token and tokens 1..N are the
-patches in row-major order (equation 1). Nothing here runs or copies a model; it only reads weights.
+Every function takes weights as ``ViT(..., return_attention=True)`` returns them: one tensor
+[batch, heads, N + 1, N + 1] per layer, softmax(q k^T / sqrt(D_h)) of equation 2, token 0 the class
+token and tokens 1..N the patches in row-major order on the grid ``model.grid_size`` (equation 1).
 
     class_token_attention      one layer -> per-head maps of the class token's attention over patches
-                               (notebook 02, equation 2; notebook 07 for a trained model)
-    upsample_attention_map     a [gh, gw] map -> [H, W], to lie over the image
+    upsample_attention_map     a [rows, cols] map -> [H, W], to lie over the image
     plot_attention_over_image  one map drawn over one image
     plot_attention_heads       one map per head, side by side, over the same image
-    attention_rollout          all layers -> how much each token draws on each input token (Abnar &
-                               Zuidema, 2020; notebook 07)
+    attention_rollout          all layers -> how much each token draws on each input token
     patch_distances            pixel distances between patch centres
-    mean_attention_distance    one layer -> each head's mean attention distance in pixels (Figure 7
-                               right, appendix D.7; notebook 07)
-
-The private helper ``_check_attention`` (with ``shapes.to_pair`` for the grid size) is the shared check
-that every measure of attention here builds on, so that every function reads the same layout and fails
-with the same messages.
+    mean_attention_distance    one layer -> each head's mean attention distance (Figure 7 right)
+    plot_attention_matrix      one head's matrix A beside one of its rows over the image
 """
 from __future__ import annotations
 
@@ -33,7 +26,7 @@ import torch.nn.functional as F
 from going_modular.figures.plotting import ImageLike, image_to_hwc, rescale_to_unit_range
 from going_modular.common.shapes import ImageSize, to_pair
 
-# The patch grid (rows, cols) = (H / P, W / P), or one int for a square grid.
+# The token grid (rows, cols), e.g. ``model.grid_size``, or one int for a square grid.
 GridSize = ImageSize
 
 # The class token is the first token of the sequence (equation 1: z_0 = [x_class; x_p^1 E; ...]).
@@ -57,20 +50,9 @@ def _check_attention(attention: torch.Tensor, grid_size: GridSize) -> tuple[int,
 
 
 def class_token_attention(attention: torch.Tensor, grid_size: GridSize, batch_index: int = 0) -> torch.Tensor:
-    """How much the class token attends to each patch, one map per head (notebook 02, equation 2).
+    """Row 0 of one layer's attention without its class-token column, laid out on the grid: [heads, rows, cols].
 
-    Row 0 of the attention matrix holds the weights the class token gives to every token; dropping
-    its weight on itself and laying the N patch weights out as the patch grid gives a picture.
-
-    Args:
-        attention: one layer's weights [batch, heads, N + 1, N + 1], e.g. an element of the list that
-            ``ViT(..., return_attention=True)`` returns.
-        grid_size: the patch grid (H / P, W / P); an int for a square grid (224 / 16 = 14).
-        batch_index: which image of the batch.
-
-    Returns:
-        A float tensor [heads, rows, cols] on the CPU, detached. Each head's map sums to 1 minus the
-        weight the class token gives itself.
+    Each head's map (CPU, detached) sums to 1 minus the weight the class token gives itself.
 
     Raises:
         ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size.
@@ -85,15 +67,7 @@ def class_token_attention(attention: torch.Tensor, grid_size: GridSize, batch_in
 
 
 def upsample_attention_map(attention_map: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
-    """Stretch a [rows, cols] map to [height, width] pixels so it can lie over the image.
-
-    Args:
-        attention_map: [rows, cols], one value per patch.
-        size: (height, width) of the image.
-        mode: ``"bilinear"`` (smooth) or ``"nearest"`` (one flat square per patch).
-
-    Returns:
-        A float tensor [height, width] on the CPU.
+    """Stretch a [rows, cols] map to ``size`` = (height, width) pixels, ``"bilinear"`` or ``"nearest"``, on the CPU.
 
     Raises:
         ValueError: ``attention_map`` is not two-dimensional.
@@ -114,23 +88,13 @@ def plot_attention_over_image(
     title: Optional[str] = None,
     normalize: bool = True,
 ) -> plt.Axes:
-    """Draw one attention map over the image it came from (notebook 02, equation 2; notebook 07).
-
-    The [rows, cols] map is upsampled bilinearly to the image's size and drawn on top of it.
+    """Draw one [rows, cols] attention map, upsampled bilinearly, over the image it came from; returns the Axes.
 
     Args:
-        image: the image the model saw: a PIL image, a tensor [C, H, W] in [0, 1], or an array [H, W, C].
-        attention_map: [rows, cols], e.g. one head of ``class_token_attention``.
-        ax: the Axes to draw on (default: a new figure).
+        image: a PIL image, a tensor [C, H, W] in [0, 1], or an array [H, W, C].
         alpha: opacity of the map (0 shows only the image, 1 only the map).
-        cmap: a matplotlib colour map.
-        title: the Axes title.
-        normalize: stretch the map to [0, 1] (min to max) before drawing. The colours then show where
-            attention is higher or lower, not how much; a nearly uniform map looks as contrasted as a
-            peaked one, so print the raw values alongside when that matters.
-
-    Returns:
-        The Axes drawn on.
+        normalize: stretch the map from min to max. The colours then show where attention is higher,
+            not how much: a nearly uniform map looks as contrasted as a peaked one.
 
     Raises:
         ValueError: the map is not [rows, cols] or the image has an unexpected shape.
@@ -156,17 +120,9 @@ def plot_attention_heads(
     suptitle: Optional[str] = None,
     **kwargs,
 ) -> plt.Figure:
-    """Draw the image, then one panel per head with that head's map over the image.
+    """Draw the image, then each head's map [heads, rows, cols] over it (titles "head 1", ...; heads count from 1).
 
-    Args:
-        image: as for ``plot_attention_over_image``.
-        attention_maps: [heads, rows, cols], e.g. the output of ``class_token_attention``.
-        titles: one title per head (default "head 1", "head 2", ...: heads count from 1, as in notebooks 02 and 07).
-        suptitle: a title over the whole figure.
-        **kwargs: passed on to ``plot_attention_over_image`` (alpha, cmap, normalize).
-
-    Returns:
-        The matplotlib Figure.
+    ``kwargs`` go to ``plot_attention_over_image``. Returns the Figure.
 
     Raises:
         ValueError: ``attention_maps`` is not [heads, rows, cols], or ``titles`` has the wrong length.
@@ -190,32 +146,18 @@ def plot_attention_heads(
 
 
 # ------------------------------------------------------------------------------- across layers and heads
-# Added for notebook 07 (the paper's Figure 6 kind of attention maps and Figure 7, right).
 
 
 def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020): how much each token draws on each input token after all layers.
 
-    One layer's attention says how much token i takes from token j *of the previous layer*. To follow
-    information back to the input tokens, rollout multiplies the layers' matrices together:
-
         A_l = mean over heads of layer l's weights                        [B, N + 1, N + 1]
-        A_l = (A_l + I) / row sums      (residual=True: equation 2 adds z_{l-1} back, so half of
-                                         each token's new state is itself; rows sum to 1 again)
+        A_l = (A_l + I) / row sums      (residual=True: equation 2 adds z_{l-1} back)
         rollout = A_L @ ... @ A_2 @ A_1
 
-    Row 0 of the result is the class token's rollout over the input tokens; the paper's Figure 6 and
-    appendix D.8 draw attention maps made this way. Used in notebook 07.
-
-    Args:
-        attentions: one tensor [batch, heads, N + 1, N + 1] per layer, first layer first, e.g. the list
-            that ``ViT(..., return_attention=True)`` returns.
-        residual: account for the residual connections by adding the identity and renormalising each
-            row (Abnar & Zuidema's choice); False multiplies the raw head-averaged matrices.
-
-    Returns:
-        A float tensor [batch, N + 1, N + 1] on the CPU, detached; each row sums to 1. For a map of the
-        class token, ``class_token_attention(rollout.unsqueeze(1), grid_size)`` gives [1, rows, cols].
+    The paper's Figure 6 and appendix D.8 draw row 0 (the class token) of it:
+    ``class_token_attention(rollout.unsqueeze(1), grid_size)``. Returns [batch, N + 1, N + 1] on the
+    CPU, detached, each row summing to 1; ``attentions`` is one tensor per layer, first layer first.
 
     Raises:
         ValueError: the list is empty, a tensor is not [batch, heads, tokens, tokens], or the layers'
@@ -245,17 +187,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True)
 
 
 def patch_distances(grid_size: GridSize, patch_size: int) -> torch.Tensor:
-    """Distance in pixels between the centres of every pair of patches, [N, N], patches in row-major order.
-
-    Patch p sits at row p // cols, column p % cols of the grid (equation 1's order), so two patches
-    (r1, c1) and (r2, c2) are ``patch_size * sqrt((r1 - r2)^2 + (c1 - c2)^2)`` pixels apart.
-
-    Args:
-        grid_size: the patch grid (rows, cols); an int for a square grid.
-        patch_size: P, the side of a patch in pixels.
-
-    Returns:
-        A float tensor [rows * cols, rows * cols].
+    """Distance in pixels between the centres of every two patches of the grid, [N, N] in row-major order.
 
     Raises:
         ValueError: ``patch_size`` is not positive, or the grid size is not.
@@ -272,31 +204,13 @@ def patch_distances(grid_size: GridSize, patch_size: int) -> torch.Tensor:
 def mean_attention_distance(
     attention: torch.Tensor, grid_size: GridSize, patch_size: int, renormalize: bool = True
 ) -> torch.Tensor:
-    """Each head's mean attention distance in pixels, for one layer (the paper's Figure 7 right, appendix D.7).
+    """Each head's mean attention distance in pixels for one layer: [heads] (Figure 7 right, appendix D.7).
 
-    The paper: "we compute the average distance in image space across which information is integrated,
-    based on the attention weights". For every query patch, the distance (between patch centres, in
-    pixels) to every patch is weighted by the attention the query gives that patch and summed; the
-    result is averaged over all query patches and all images of the batch. A head that attends only
-    to neighbouring patches has a small distance (like a convolution's receptive field); one that
-    spreads attention over the whole image has a large one. Used in notebook 07.
-
-    The class token is excluded: it has no position in the image. Only patch-to-patch attention
-    (rows and columns 1..N) is used, and, with ``renormalize=True`` (the default), each query's weights
-    over the patches are rescaled to sum to 1, so the result is the mean distance *among the patches the
-    query looks at*, however much weight it also gives the class token. With ``renormalize=False`` the
-    weight given to the class token simply drops out (it counts as distance 0), which lowers the
-    distance of heads that look at the class token a lot.
-
-    Args:
-        attention: one layer's weights [batch, heads, N + 1, N + 1].
-        grid_size: the patch grid (H / P, W / P); an int for a square grid.
-        patch_size: P in pixels (the distance unit is one pixel of the model's input image).
-        renormalize: rescale each query's weights over the patches to sum to 1 (see above).
-
-    Returns:
-        A float tensor [heads] on the CPU, in pixels. Uniform attention over a 14 x 14 grid of 16-pixel
-        patches gives about 116 pixels; attention of each patch to itself only gives 0.
+    "the average distance in image space across which information is integrated, based on the attention
+    weights": each query patch's distances to the patches, weighted by its attention, averaged over
+    queries and images. The class token has no place in the image and is left out; ``renormalize``
+    rescales each query's patch weights to sum to 1 (False: the class token's weight counts as
+    distance 0). Uniform attention on 14 x 14 patches of 16 pixels gives about 116 pixels.
 
     Raises:
         ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, or ``patch_size``
@@ -313,7 +227,6 @@ def mean_attention_distance(
 
 
 # ------------------------------------------------------------------------- the attention matrix itself
-# Notebook 02: the matrix A of one head, beside what one of its rows means.
 
 
 def plot_attention_matrix(
@@ -327,31 +240,17 @@ def plot_attention_matrix(
     cmap: str = "viridis",
     log_scale: bool = False,
 ) -> plt.Figure:
-    """One head's attention matrix A as a heatmap, beside the same head's attention over the image (notebook 02).
+    """One head's attention matrix A [N + 1, N + 1] as a heatmap, beside one of its rows over the image.
 
-    Left: A = softmax(q k^T / sqrt(D_h)) for one head, [N + 1, N + 1], queries down the rows and keys
-    along the columns; token 0 is the class token, tokens 1..N the patches in row-major order, and every
-    row sums to 1. The row of ``query`` is outlined. Right: that row without its class-token column,
-    laid out on the patch grid and drawn over the image, so the two colour bars show the same raw
-    weights (nothing is rescaled). A patch query is marked on the image with a square.
+    Left: A, queries down the rows, keys along the columns, the row of ``query`` outlined. Right: that
+    row without its class-token column, on the grid over the image, in the same raw weights. Returns
+    the Figure (two image Axes, each with its colour bar).
 
     Args:
-        attention: one layer's weights [batch, heads, N + 1, N + 1], e.g. an element of the list that
-            ``ViT(..., return_attention=True)`` returns.
-        image: the image the model saw (PIL image, tensor [C, H, W] in [0, 1], or array [H, W, C]).
-        grid_size: the patch grid (H / P, W / P); an int for a square grid.
-        head: which head, counted from 1 ("head 1" is the first), as the course's figures number them.
-        query: the token whose row is drawn over the image: 0 (the class token, the default) or a patch 1..N.
-        batch_index: which image of the batch.
-        title: a title over both panels (default: names the head and the query).
-        cmap: a matplotlib colour map for both panels.
-        log_scale: colour the matrix on a logarithmic scale spanning four orders of magnitude below its
-            largest weight (smaller weights get the lowest colour), so that weights of 0.001 and 0.01 look
-            different when a few large ones would otherwise take the whole colour range. The image panel
-            stays linear.
-
-    Returns:
-        The matplotlib Figure: two image Axes, each with its colour bar.
+        head: counted from 1, as the course's figures number heads.
+        query: the token whose row is drawn over the image: 0 (the class token) or a patch 1..N.
+        log_scale: colour the matrix logarithmically over four decades below its largest weight, so that
+            0.001 and 0.01 differ; the image panel stays linear.
 
     Raises:
         ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, ``head`` is not in

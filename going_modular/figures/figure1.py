@@ -1,13 +1,7 @@
 """The paper's Figure 1, the model overview, drawn by code with the shape of the data on every arrow.
 
-Figure 1 of Dosovitskiy et al. (2020) is the map of the whole course: an image cut into fixed-size
-patches (notebook 01), each flattened and linearly projected (equation 1), a class token put in front
-and position embeddings added, the Transformer encoder of L blocks (equations 2 and 3, notebooks 02 to
-04), and an MLP head on the class token's final state (equation 4). This module draws the same picture,
-with a real photo when given one, and writes on every arrow the shape of the tensor that travels along
-it. The shapes are not typed in: ``vit_shapes`` builds the preset's ``model_builder.ViT`` on PyTorch's
-``meta`` device (no memory, no arithmetic) and records them with forward hooks, so the picture always
-says what the package's model does.
+The shapes are not typed in: ``vit_shapes`` traces the preset's ``model_builder.ViT`` on PyTorch's
+``meta`` device (no memory, no arithmetic), so the picture always says what the package's model does.
 
     vit_shapes("vit_b_16")          -> VitShapes (image [1, 3, 224, 224], ..., logits [1, 1000])
     plot_vit_overview(image=None)   -> the matplotlib Figure
@@ -33,15 +27,12 @@ from going_modular.figures.plotting import ImageLike, image_to_hwc
 from going_modular.utils import PathLike
 
 FIGURE_FILE_NAME = "figure1_vit_overview.png"
-# The figure is laid out in inches (one data unit = one inch), so font sizes in points stay readable
-# when the README shows the picture about 9 inches wide.
+# Laid out in inches (one data unit = one inch): font sizes stay readable in the README, about 9 inches wide.
 _WIDTH, _HEIGHT = 11.0, 8.8
 _FLOW_X = 5.15  # the centre line of the main flow
 _SHAPE_FONT = dict(family="monospace", fontsize=10.5)
-_COLOURS = dict(
-    patch="#f7c6c7", projection="#f4a6a8", position="#c7b3e6", class_token="#9d7fd1", encoder="#fbe8a6",
-    norm="#fbe8a6", attention="#b8e0d2", mlp="#9fd0ea", head="#f9c78f", panel="#f6f6f6", edge="#444444",
-)
+_COLOURS = dict(projection="#f4a6a8", position="#c7b3e6", class_token="#9d7fd1", encoder="#fbe8a6", norm="#fbe8a6",
+                attention="#b8e0d2", mlp="#9fd0ea", head="#f9c78f", panel="#f6f6f6", edge="#444444")
 
 
 @dataclass(frozen=True)
@@ -51,6 +42,7 @@ class VitShapes:
     name: str                                  # e.g. "ViT-B/16"
     in_channels: int                           # C
     patch_size: int                            # P
+    grid_size: tuple[int, int]                 # (rows, columns) of patches
     num_patches: int                           # N
     num_layers: int                            # L
     num_heads: int
@@ -76,14 +68,7 @@ def _display_name(preset: str) -> str:
 
 
 def vit_shapes(preset: str = "vit_b_16", num_classes: int = 1000) -> VitShapes:
-    """Trace one image through ``model_builder.create_vit(preset)`` on the meta device and record every shape.
-
-    Args:
-        preset: a name in ``model_builder.VIT_PRESETS``.
-        num_classes: outputs of the head (1000 for ImageNet, the paper's fine-tuning head).
-
-    Returns:
-        The preset's sizes and the shape after each step of Figure 1.
+    """Trace one image through ``model_builder.create_vit(preset)`` on the meta device; record every shape.
 
     Raises:
         ValueError: ``preset`` is not in ``model_builder.VIT_PRESETS``.
@@ -93,32 +78,27 @@ def vit_shapes(preset: str = "vit_b_16", num_classes: int = 1000) -> VitShapes:
         image = torch.empty(1, model.patch_embedding.in_channels, *model.img_size)
     seen: dict[str, tuple[int, ...]] = {}
     blocks = model.transformer_encoder
-    hooks = [
-        model.patch_embedding.register_forward_hook(lambda _m, _i, out: seen.update(patches=tuple(out.shape))),
-        blocks[0].register_forward_pre_hook(lambda _m, args: seen.update(tokens=tuple(args[0].shape))),
-        blocks[-1].register_forward_hook(lambda _m, _i, out: seen.update(encoder=tuple(out.shape))),
-        model.head.register_forward_hook(lambda _m, args, out: seen.update(y=tuple(args[0].shape), logits=tuple(out.shape))),
-    ]
+    hooks = [blocks[0].register_forward_pre_hook(lambda _m, args: seen.update(z_0=tuple(args[0].shape))),
+             blocks[-1].register_forward_hook(lambda _m, _i, out: seen.update(z_L=tuple(out.shape)))]
     with torch.no_grad():
-        model(image)
+        patches = model.patch_embedding(model.stem(image))
+        y = model.forward_head(model.forward_features(image), pre_logits=True)
+        logits = model.head(y)
     for hook in hooks:
         hook.remove()
     config = model_builder.VIT_PRESETS[preset]
     return VitShapes(
         name=_display_name(preset), in_channels=image.shape[1], patch_size=config["patch_size"],
-        num_patches=model.num_patches, num_layers=config["num_transformer_layers"], num_heads=config["num_heads"],
-        mlp_size=config["mlp_size"], embedding_dim=config["embedding_dim"], image=tuple(image.shape),
-        patch_embeddings=seen["patches"], tokens=seen["tokens"], encoder_output=seen["encoder"],
-        class_token_output=seen["y"], logits=seen["logits"],
+        grid_size=model.grid_size, num_patches=model.num_patches, num_layers=config["num_transformer_layers"],
+        num_heads=config["num_heads"], mlp_size=config["mlp_size"], embedding_dim=config["embedding_dim"],
+        image=tuple(image.shape), patch_embeddings=tuple(patches.shape), tokens=seen["z_0"],
+        encoder_output=seen["z_L"], class_token_output=tuple(y.shape), logits=tuple(logits.shape),
     )
 
 
 def _shape(shape: Sequence[int]) -> str:
     """[1, 197, 768], as the figure writes a shape."""
     return "[" + ", ".join(str(size) for size in shape) + "]"
-
-
-# ------------------------------------------------------------------------------------------- the pixels
 
 
 def _placeholder_image(height: int, width: int) -> np.ndarray:
@@ -139,14 +119,10 @@ def _image_pixels(image: Union[PathLike, ImageLike, None], height: int, width: i
     return np.asarray(resized, dtype=np.float32) / 255.0
 
 
-def _patch(pixels: np.ndarray, patch_size: int, index: int) -> np.ndarray:
+def _patch(pixels: np.ndarray, shapes: VitShapes, index: int) -> np.ndarray:
     """Patch number ``index`` (0-based, row by row, as the sequence orders them) of ``pixels``."""
-    per_row = pixels.shape[1] // patch_size
-    row, col = divmod(index, per_row)
-    return pixels[row * patch_size:(row + 1) * patch_size, col * patch_size:(col + 1) * patch_size]
-
-
-# ---------------------------------------------------------------------------------------- drawing helpers
+    (row, col), side = divmod(index, shapes.grid_size[1]), shapes.patch_size
+    return pixels[row * side:(row + 1) * side, col * side:(col + 1) * side]
 
 
 def _box(ax: plt.Axes, centre: tuple[float, float], size: tuple[float, float], text: str, colour: str,
@@ -167,19 +143,17 @@ def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], l
         ax.text(x, y, label, ha=ha, va="center", color="#1f3f7a", **_SHAPE_FONT)
 
 
-def _plus(ax: plt.Axes, centre: tuple[float, float], radius: float = 0.15) -> None:
+def _plus(ax: plt.Axes, centre: tuple[float, float], equation: str, radius: float = 0.15) -> None:
     ax.add_patch(Circle(centre, radius, facecolor="white", edgecolor=_COLOURS["edge"], linewidth=1.2))
     ax.text(*centre, "+", ha="center", va="center", fontsize=13)
-
-
-# ------------------------------------------------------------------------------------------- the pieces
+    ax.text(centre[0] + 0.3, centre[1], equation, ha="left", va="center", fontsize=10)
 
 
 def _draw_image_and_patches(ax: plt.Axes, pixels: np.ndarray, shapes: VitShapes) -> None:
     """Top row: the image with its patch grid, an arrow, and the first patches of the sequence."""
     left, bottom, side = 0.35, 6.35, 1.45
     ax.imshow(pixels, extent=(left, left + side, bottom, bottom + side), interpolation="bilinear", zorder=1)
-    per_side = pixels.shape[0] // shapes.patch_size
+    per_side = shapes.grid_size[0]  # the presets' images are square
     for k in range(per_side + 1):  # the patch grid, in white
         offset = side * k / per_side
         ax.plot([left + offset] * 2, [bottom, bottom + side], color="white", linewidth=0.6, zorder=2)
@@ -188,7 +162,6 @@ def _draw_image_and_patches(ax: plt.Axes, pixels: np.ndarray, shapes: VitShapes)
             va="center", fontsize=10)
     _arrow(ax, (left + side + 0.15, bottom + side / 2), (3.45, bottom + side / 2), _shape(shapes.image),
            label_at=(left + side + 0.15 + (3.45 - left - side - 0.15) / 2, bottom + side / 2 + 0.22), ha="center")
-
     tile, gap, shown = 0.46, 0.13, 5
     indices = list(range(shown)) + [shapes.num_patches - 1]
     x = 3.6
@@ -196,7 +169,7 @@ def _draw_image_and_patches(ax: plt.Axes, pixels: np.ndarray, shapes: VitShapes)
         if position == shown:  # the patches left out
             ax.text(x + 0.12, 7.08, "…", ha="center", va="center", fontsize=14)
             x += 0.37
-        ax.imshow(_patch(pixels, shapes.patch_size, index), extent=(x, x + tile, 6.85, 6.85 + tile),
+        ax.imshow(_patch(pixels, shapes, index), extent=(x, x + tile, 6.85, 6.85 + tile),
                   interpolation="nearest", zorder=1)
         ax.add_patch(Rectangle((x, 6.85), tile, tile, fill=False, edgecolor=_COLOURS["edge"], linewidth=0.8))
         ax.text(x + tile / 2, 6.67, str(index + 1), ha="center", va="center", fontsize=9.5)
@@ -256,8 +229,7 @@ def _draw_main_flow(ax: plt.Axes, shapes: VitShapes) -> tuple[float, float]:
     return encoder_top, encoder_bottom
 
 
-def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: float, top: float,
-                        bottom: float) -> None:
+def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: float, top: float, bottom: float) -> None:
     """The right panel: one encoder block, LN -> MSA -> + -> LN -> MLP -> +, with both residual paths."""
     ax.add_patch(FancyBboxPatch((left, bottom), right - left, top - bottom, boxstyle="round,pad=0,rounding_size=0.12",
                                 facecolor=_COLOURS["panel"], edgecolor="#888888", linewidth=1.0, linestyle="--"))
@@ -273,16 +245,14 @@ def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: flo
     _box(ax, (x, top - 2.82), (2.2, 0.74), f"Multi-head\nself-attention ({shapes.num_heads} heads)",
          _COLOURS["attention"])
     _arrow(ax, (x, top - 3.19), (x, plus_1 + 0.15))
-    _plus(ax, (x, plus_1))
-    ax.text(x + 0.3, plus_1, "(2)", ha="left", va="center", fontsize=10)
+    _plus(ax, (x, plus_1), "(2)")
     _arrow(ax, (x, plus_1 - 0.15), (x, top - 4.62), tokens, label_at=(x + 0.12, top - 4.32))
     _box(ax, (x, top - 4.87), (2.2, 0.5), "LayerNorm", _COLOURS["norm"])
     _arrow(ax, (x, top - 5.12), (x, top - 5.45))
     _box(ax, (x, top - 5.85), (2.2, 0.8), f"MLP with GELU\n{shapes.embedding_dim} → {shapes.mlp_size} → "
          f"{shapes.embedding_dim}", _COLOURS["mlp"])
     _arrow(ax, (x, top - 6.25), (x, plus_2 + 0.15))
-    _plus(ax, (x, plus_2))
-    ax.text(x + 0.3, plus_2, "(3)", ha="left", va="center", fontsize=10)
+    _plus(ax, (x, plus_2), "(3)")
     _arrow(ax, (x, plus_2 - 0.15), (x, top - 7.25))
     ax.text(x, top - 7.45, rf"$\mathbf{{z}}_\ell$  {tokens}", ha="center", va="center", **_SHAPE_FONT)
     side = left + 0.28  # the two residual paths run down the panel's left side
@@ -291,21 +261,12 @@ def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: flo
         _arrow(ax, (side, plus), (x - 0.15, plus))
 
 
-def plot_vit_overview(
-    image: Union[PathLike, ImageLike, None] = None,
-    preset: str = "vit_b_16",
-    num_classes: int = 1000,
-) -> Figure:
-    """Draw the paper's Figure 1 for ``preset``, with the tensor's shape on every arrow.
+def plot_vit_overview(image: Union[PathLike, ImageLike, None] = None, preset: str = "vit_b_16",
+                      num_classes: int = 1000) -> Figure:
+    """Draw the paper's Figure 1 for ``preset`` (11 x 8.8 inches), with the tensor's shape on every arrow.
 
-    Args:
-        image: a photo to cut into patches (a file path, PIL image, tensor [C, H, W] or array [H, W, C]);
-            None draws a colour gradient in its place.
-        preset: a name in ``model_builder.VIT_PRESETS``; its shapes are traced by ``vit_shapes``.
-        num_classes: outputs of the head (1000 for ImageNet).
-
-    Returns:
-        The Figure (11 x 8.8 inches), also the current matplotlib figure.
+    ``image`` (a path, PIL image, tensor [C, H, W] or array [H, W, C]) is cut into patches; None draws a
+    colour gradient in its place.
 
     Raises:
         ValueError: ``preset`` is unknown, or ``image`` is not a single image.
@@ -315,9 +276,7 @@ def plot_vit_overview(
     pixels = _image_pixels(image, *shapes.image[2:])
     figure = plt.figure(figsize=(_WIDTH, _HEIGHT))
     ax = figure.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, _WIDTH)
-    ax.set_ylim(0, _HEIGHT)
-    ax.set_aspect("equal")
+    ax.set(xlim=(0, _WIDTH), ylim=(0, _HEIGHT), aspect="equal")
     ax.axis("off")
     ax.text(0.35, _HEIGHT - 0.3, f"{shapes.name}: the paper's Figure 1, with the shape of the data on every arrow",
             ha="left", va="center", fontsize=13.5, fontweight="bold")
@@ -333,16 +292,7 @@ def plot_vit_overview(
 
 def save_vit_overview(path: Optional[PathLike] = None, image: Union[PathLike, ImageLike, None] = None,
                       dpi: int = 110) -> Path:
-    """Draw ``plot_vit_overview(image)`` and save it as a PNG.
-
-    Args:
-        path: where to write; default ``settings.get_images_dir() / FIGURE_FILE_NAME``.
-        image: as for ``plot_vit_overview``.
-        dpi: resolution (110 keeps the file small and sharp at the README's width).
-
-    Returns:
-        The path written.
-    """
+    """Save ``plot_vit_overview(image)`` as a PNG (default: in the images folder); return the path written."""
     path = Path(path) if path is not None else settings.get_images_dir() / FIGURE_FILE_NAME
     figure = plot_vit_overview(image)
     figure.savefig(path, dpi=dpi, facecolor="white")

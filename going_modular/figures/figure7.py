@@ -1,22 +1,15 @@
-"""The three panels of the paper's Figure 7: what a trained ViT's embeddings and attention look like.
+"""The three panels of the paper's Figure 7 (section 4.5, "Inspecting Vision Transformer"; notebook 07).
 
-Section 4.5 of the paper ("Inspecting Vision Transformer") looks inside a trained ViT-L/32:
+    left    "the top principal components of the learned embedding filters" (E of equation 1)
+                -> patch_embedding_principal_components, plot_embedding_filters
+    centre  "similarity of position embeddings", on the token grid
+                -> position_embedding_similarity, plot_position_similarity
+    right   "size of attended area by head and network depth" (``attention.mean_attention_distance``)
+                -> plot_mean_attention_distance
+    all three, in one row as the paper lays them out -> plot_figure7
 
-    left    "the top principal components of the learned embedding filters": the patch embedding
-            E of equation 1 (``patch_embedding.patcher``), one [C, P, P] filter per output feature;
-            its first 28 principal components shown as RGB tiles        -> patch_embedding_principal_components
-                                                                         -> plot_embedding_filters
-    centre  "similarity of position embeddings": the cosine similarity of each patch's position
-            embedding with every other one, drawn on the patch grid     -> position_embedding_similarity
-                                                                         -> plot_position_similarity
-    right   "size of attended area by head and network depth": each head's mean attention distance
-            (``attention.mean_attention_distance``) against the layer   -> plot_mean_attention_distance
-
-    all three   one row of three Axes, as the paper lays them out     -> plot_figure7
-
-Every function reads the course's ``model_builder.ViT`` (a torchvision ViT converts with
-``pretrained.vit_from_torchvision``). Notebook 07 draws the three panels for the ImageNet-trained
-ViT-Ti/16 of ``pretrained.load_pretrained_vit`` and, beside them, for a randomly initialised one.
+Every function reads the course's ``model_builder.ViT`` (convert torchvision's with
+``pretrained.vit_from_torchvision``).
 """
 from __future__ import annotations
 
@@ -44,23 +37,11 @@ def _check_vit(model: ViT) -> None:
 
 @torch.no_grad()
 def patch_embedding_principal_components(model: ViT, num_components: int = PAPER_NUM_COMPONENTS) -> torch.Tensor:
-    """The top principal components of the patch-embedding filters E (Figure 7 left; notebook 07).
+    """The first k principal components of the D patch-embedding filters [C, P, P] (Figure 7 left): [k, C, P, P].
 
-    The patch embedding is a Conv2d whose weight [D, C, P, P] holds D filters, one per embedding
-    feature. Flattened, they are D points in C * P * P dimensions; after subtracting their mean, the
-    right singular vectors of ``torch.linalg.svd`` are the principal directions, largest variance
-    first. Each direction is laid back out as a [C, P, P] filter: "plausible basis functions for a
-    low-dimensional representation of the fine structure within each patch", in the paper's words.
-
-    A singular vector's sign is arbitrary; each component is flipped so that its entry of largest
-    absolute value is positive, so the result does not depend on the SVD routine.
-
-    Args:
-        model: the course's ViT.
-        num_components: k, how many components (28 in the paper). At most min(D, C * P * P).
-
-    Returns:
-        A float tensor [k, C, P, P] on the CPU; flattened, the components are orthonormal.
+    "plausible basis functions for a low-dimensional representation of the fine structure within each
+    patch": the right singular vectors of the centred, flattened filters, largest variance first,
+    orthonormal, each signed so that its entry of largest magnitude is positive (SVD signs are arbitrary).
 
     Raises:
         TypeError: ``model`` is not a ``model_builder.ViT``.
@@ -85,26 +66,20 @@ def patch_embedding_principal_components(model: ViT, num_components: int = PAPER
 
 @torch.no_grad()
 def position_embedding_similarity(model: ViT) -> torch.Tensor:
-    """Cosine similarity of each patch's position embedding with every other one (Figure 7 centre; notebook 07).
+    """Cosine similarity of the position embeddings E_pos of every two patches (Figure 7 centre).
 
-    The position embedding E_pos of equation 1 has one learned vector per token; the class token's
-    (token 0) is left out, since it has no place on the grid. Entry [r1, c1, r2, c2] is the cosine
-    similarity between the embeddings of the patch at row r1, column c1 and the patch at row r2,
-    column c2 (patches in row-major order, as in equation 1). The paper: "closer patches tend to have
-    more similar position embeddings ... patches in the same row/column have similar embeddings".
-
-    Args:
-        model: the course's ViT.
+    Entry [r1, c1, r2, c2] compares the patches at (r1, c1) and (r2, c2) of ``model.grid_size``; the
+    class token has no place on the grid and is left out. "closer patches tend to have more similar
+    position embeddings ... patches in the same row/column have similar embeddings".
 
     Returns:
-        A float tensor [rows, cols, rows, cols] on the CPU, with rows = H / P and cols = W / P; values in
-        [-1, 1], 1 on the diagonal (r1, c1) == (r2, c2).
+        A float tensor [rows, cols, rows, cols] on the CPU, 1 on the diagonal.
 
     Raises:
         TypeError: ``model`` is not a ``model_builder.ViT``.
     """
     _check_vit(model)
-    rows, cols = (size // model.patch_size for size in model.img_size)
+    rows, cols = model.grid_size
     patches = model.position_embedding.detach().float().cpu()[0, 1:]       # [N, D], class token left out
     unit = F.normalize(patches, dim=-1)
     return (unit @ unit.T).reshape(rows, cols, rows, cols)
@@ -116,26 +91,27 @@ def _new_axes(ax: Optional[plt.Axes], figsize: tuple[float, float]) -> plt.Axes:
     return ax
 
 
+def _mosaic(tiles: np.ndarray, ncols: int, gap: int, fill: float) -> np.ndarray:
+    """Tiles [k, h, w, ...] laid out ``ncols`` a row in one array, ``gap`` pixels of ``fill`` between them."""
+    count, height, width = tiles.shape[:3]
+    nrows = -(-count // ncols)
+    mosaic = np.full((nrows * (height + gap) - gap, ncols * (width + gap) - gap, *tiles.shape[3:]), fill)
+    for index, tile in enumerate(tiles):
+        top, left = (step * (size + gap) for step, size in zip(divmod(index, ncols), (height, width)))
+        mosaic[top : top + height, left : left + width] = tile
+    return mosaic
+
+
 def plot_embedding_filters(
     components: torch.Tensor,
     ncols: int = 7,
     ax: Optional[plt.Axes] = None,
     title: Optional[str] = "RGB embedding filters\n(first principal components)",
 ) -> plt.Figure:
-    """Draw principal components [k, C, P, P] as a grid of tiles, first component top left (Figure 7 left).
+    """Draw components [k, 1 or 3, P, P] as tiles, first top left, ``ncols`` a row (Figure 7 left; 7 as the paper).
 
     Each tile is stretched on its own from its minimum (black) to its maximum (white), as the paper
-    does, so the tiles show the pattern of each component, not its scale. Three channels are drawn as
-    RGB; one channel in grey.
-
-    Args:
-        components: the output of ``patch_embedding_principal_components``.
-        ncols: tiles per row (7 gives the paper's 4 x 7 layout for 28 components).
-        ax: the Axes to draw on (default: a new figure).
-        title: the Axes title.
-
-    Returns:
-        The Figure drawn on.
+    does, so the tiles show each component's pattern, not its scale. Returns the Figure drawn on.
 
     Raises:
         ValueError: ``components`` is not [k, 1 or 3, P, P], or ``ncols`` is below 1.
@@ -144,17 +120,12 @@ def plot_embedding_filters(
         raise ValueError(f"Expected components [k, 1 or 3 channels, P, P], got shape {tuple(components.shape)}.")
     if ncols < 1:
         raise ValueError(f"ncols must be at least 1, got {ncols}.")
-    count, channels, height, width = components.shape
+    count, _, height, width = components.shape
     ncols = min(ncols, count)
-    nrows = -(-count // ncols)
-    gap = max(1, height // 8)
-    mosaic = np.ones((nrows * (height + gap) - gap, ncols * (width + gap) - gap, 3))  # white between tiles
-    for index, component in enumerate(components.detach().float().cpu()):
-        tile = rescale_to_unit_range(component).permute(1, 2, 0).expand(height, width, 3).numpy()
-        row, col = divmod(index, ncols)
-        top, left = row * (height + gap), col * (width + gap)
-        mosaic[top : top + height, left : left + width] = tile
-    ax = _new_axes(ax, (1.0 * ncols, 1.0 * nrows + 0.6))
+    tiles = np.stack([rescale_to_unit_range(component).permute(1, 2, 0).expand(height, width, 3).numpy()
+                      for component in components.detach().float().cpu()])
+    mosaic = _mosaic(tiles, ncols, gap=max(1, height // 8), fill=1.0)  # white between tiles
+    ax = _new_axes(ax, (1.0 * ncols, 1.0 * -(-count // ncols) + 0.6))
     ax.imshow(mosaic, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -168,20 +139,10 @@ def plot_position_similarity(
     title: Optional[str] = "Position embedding similarity",
     cmap: str = "viridis",
 ) -> plt.Figure:
-    """Draw [rows, cols, rows, cols] similarities as a grid of small maps, as in Figure 7 centre.
+    """Draw similarities [rows, cols, rows, cols] as a grid of small maps (Figure 7 centre); returns the Figure.
 
-    The small map at row r, column c of the grid shows the similarity of patch (r, c)'s position
-    embedding with every patch; all maps share one colour scale from -1 to 1 and are drawn as one
-    image (a mosaic with gaps), which is much faster than rows * cols separate Axes.
-
-    Args:
-        similarity: the output of ``position_embedding_similarity``.
-        ax: the Axes to draw on (default: a new figure).
-        title: the Axes title.
-        cmap: a matplotlib colour map.
-
-    Returns:
-        The Figure drawn on (with a colour bar).
+    The map at (r, c) compares patch (r, c) with every patch; all share one colour scale from -1 to 1 and
+    are drawn as one mosaic image, much faster than rows * cols separate Axes.
 
     Raises:
         ValueError: ``similarity`` is not [rows, cols, rows, cols].
@@ -189,12 +150,8 @@ def plot_position_similarity(
     if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
         raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
     rows, cols = similarity.shape[:2]
-    values = similarity.detach().float().cpu().numpy()
-    mosaic = np.full((rows * (rows + 1) - 1, cols * (cols + 1) - 1), np.nan)  # NaN gaps are drawn blank
-    for row in range(rows):
-        for col in range(cols):
-            top, left = row * (rows + 1), col * (cols + 1)
-            mosaic[top : top + rows, left : left + cols] = values[row, col]
+    values = similarity.detach().float().cpu().numpy().reshape(rows * cols, rows, cols)
+    mosaic = _mosaic(values, cols, gap=1, fill=np.nan)  # NaN gaps are drawn blank
     ax = _new_axes(ax, (5.2, 4.6))
     image = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     ax.set_xticks([col * (cols + 1) + (cols - 1) / 2 for col in range(cols)], [str(c + 1) for c in range(cols)])
@@ -217,23 +174,14 @@ def plot_mean_attention_distance(
     reference_distance: Optional[float] = None,
     y_max: Optional[float] = None,
 ) -> plt.Figure:
-    """Scatter each head's mean attention distance against its layer, as in Figure 7 right.
+    """Scatter each head's mean attention distance [layers, heads] (pixels) against its layer (Figure 7 right).
 
-    Heads are numbered from 1 in the legend. The axes are fixed so that no point is cut off: layers
-    1..L sit half a step inside the x limits, and the y axis runs from 0 to ``y_max``.
+    Returns the Figure drawn on. Heads count from 1 in the legend; no point is cut off.
 
     Args:
-        distances_per_layer: [layers, heads] in pixels, e.g. ``torch.stack`` of
-            ``attention.mean_attention_distance`` for every layer.
-        ax: the Axes to draw on (default: a new figure).
-        title: the Axes title.
-        reference_distance: when given, a dashed line at this distance (for example the distance of
-            perfectly uniform attention: heads below it prefer nearby patches, heads above it far ones).
-        y_max: the top of the y axis in pixels; pass the same value to panels that are compared side by
-            side. Default: 10 % above the highest point (or the reference line, when that is higher).
-
-    Returns:
-        The Figure drawn on.
+        reference_distance: a dashed line at this distance, e.g. that of uniform attention.
+        y_max: the top of the y axis; give panels compared side by side the same value. Default: 10 %
+            above the highest point or line.
 
     Raises:
         ValueError: ``distances_per_layer`` is not [layers, heads], or ``y_max`` is below a point or
@@ -276,21 +224,11 @@ def plot_figure7(
     reference_distance: Optional[float] = None,
     y_max: Optional[float] = None,
 ) -> plt.Figure:
-    """Draw the three panels of Figure 7 on a row of three Axes: filters, position similarity, attention distance.
-
-    Notebook 07 draws one row for the pretrained ViT-Ti/16 and one for a randomly initialised one.
+    """Draw the three panels of Figure 7 on a row of three ``axes`` (default: a new figure); returns the Figure.
 
     Args:
-        components: the output of ``patch_embedding_principal_components``.
-        similarity: the output of ``position_embedding_similarity``.
-        distances_per_layer: [layers, heads] mean attention distances in pixels.
-        axes: three Axes to draw on, left to right (default: a new figure of one row).
         label: which model the panels show (e.g. "ViT-Ti/16, randomly initialised"), added to each title.
-        reference_distance: passed to ``plot_mean_attention_distance`` (e.g. uniform attention).
-        y_max: passed to ``plot_mean_attention_distance``; give two rows the same value to compare them.
-
-    Returns:
-        The Figure drawn on.
+        reference_distance, y_max: passed to ``plot_mean_attention_distance``.
 
     Raises:
         ValueError: ``axes`` is not three Axes, or a panel's input has the wrong shape (see each plot function).

@@ -1,18 +1,10 @@
 """Count the floating-point operations of a ViT's forward pass, split into the parts of the paper (notebook 04).
 
-A FLOP here is one multiplication or one addition, so one multiply-add is 2 FLOPs: the definition of
-``torch.utils.flop_counter.FlopCounterMode``, which this module uses. Many papers and libraries instead
-quote multiply-adds under the name "FLOPs"; divide by 2 to compare with them. For ViT-B/16 at 224 x 224,
-one image costs 35.13 GFLOPs here, which is 17.56 G multiply-adds.
-
-Two details make the count complete:
-
-* the attention of ``model_builder.MultiheadSelfAttentionBlock`` runs in ``F.scaled_dot_product_attention``.
-  On a CPU that becomes a fused kernel for which ``FlopCounterMode`` (torch 2.14) has no formula, so the
-  two attention matmuls, Q K^T and A V, would count as 0. The count therefore runs with the math backend
-  (``SDPBackend.MATH``), where the same attention is two batched matmuls that the counter does know.
-* the count works on PyTorch's ``meta`` device: a model built under ``with torch.device("meta"):`` and
-  an input on ``meta`` give the same numbers without allocating or computing anything.
+A FLOP is one multiplication or one addition (``torch.utils.flop_counter.FlopCounterMode``'s definition),
+so one multiply-add is 2 FLOPs: ViT-B/16 at 224 x 224 costs 35.13 GFLOPs, i.e. 17.56 G multiply-adds,
+the unit many papers call "FLOPs". The count runs attention on the math backend (``SDPBackend.MATH``):
+the CPU's fused kernel has no formula in ``FlopCounterMode``, so Q K^T and A V would count as 0. A
+model and input on the ``meta`` device give the same numbers without allocating or computing anything.
 
     vit_flops_by_part(model, images) -> {"patch embedding": ..., "attention projections": ...,
                                          "attention matmuls": ..., "MLP": ..., "head": ...}
@@ -36,36 +28,18 @@ def _count(model: nn.Module, images: torch.Tensor) -> FlopCounterMode:
 
 
 def forward_flops(model: nn.Module, images: torch.Tensor) -> int:
-    """FLOPs (2 per multiply-add) of one forward pass of ``model`` on the batch ``images``.
-
-    Args:
-        model: any module; its matmuls, linear layers, convolutions and attention are counted.
-        images: the input batch, on the model's device (``meta`` for a count without computation).
-
-    Returns:
-        The total for the whole batch (divide by the batch size for one image).
-    """
+    """FLOPs (2 per multiply-add) of one forward pass of any ``model`` on the whole batch ``images``."""
     return _count(model, images).get_total_flops()
 
 
 def vit_flops_by_part(model: nn.Module, images: torch.Tensor) -> dict[str, int]:
-    """FLOPs of one forward pass of a ``model_builder.ViT``, split into the parts of equations 1-4.
-
-    The parts, keyed by the names in ``VIT_PARTS``:
+    """FLOPs of one forward pass of a ``model_builder.ViT`` on the batch, per part, in the order of ``VIT_PARTS``:
 
     * "patch embedding": the patch projection x_p E of equation 1 (a convolution);
     * "attention projections": the qkv and output projections of every MSA block (equation 2);
     * "attention matmuls": Q K^T and A V of every MSA block, the only products with no weights;
     * "MLP": both linear layers of every MLP block (equation 3);
     * "head": the classifier (and the pre-logits layer, if any) on y of equation 4.
-
-    Args:
-        model: a ``model_builder.ViT`` (module names ``patch_embedding``, ``transformer_encoder``,
-            ``msa_block``, ``mlp_block``, ``head`` are what the split reads).
-        images: the input batch [B, C, H, W] on the model's device; ``meta`` works and computes nothing.
-
-    Returns:
-        FLOPs per part for the whole batch, in the order of ``VIT_PARTS``; they add up to the total.
 
     Raises:
         TypeError: ``model`` has no ``transformer_encoder`` of blocks with ``msa_block`` and ``mlp_block``.

@@ -20,15 +20,9 @@ ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 
 
 def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None, title: Optional[str] = None):
-    """Plot training and test loss and accuracy per epoch, side by side.
+    """Plot ``engine.train``'s training and test loss and accuracy per epoch, side by side; returns the Figure.
 
-    Args:
-        results: the dictionary returned by ``engine.train``.
-        save_path: if given, also write the figure there as a PNG (parent folders are created).
-        title: an optional title over both panels (e.g. the device, epochs and run mode).
-
-    Returns:
-        The matplotlib Figure.
+    ``save_path``: if given, also write the figure there as a PNG (parent folders are created).
 
     Raises:
         KeyError: ``results`` lacks one of "train_loss", "test_loss", "train_acc", "test_acc".
@@ -45,9 +39,7 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
         axis.set_xlabel("Epochs")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.5
         axis.legend(fontsize=11)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
+    _finish(figure, title)
     if save_path is not None:
         save_path = Path(save_path)
         save_path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,16 +69,27 @@ def image_to_hwc(image: ImageLike) -> np.ndarray:
 
 
 def rescale_to_unit_range(values: torch.Tensor) -> torch.Tensor:
-    """Stretch ``values`` linearly so that their minimum becomes 0 and their maximum 1, for drawing.
-
-    Args:
-        values: a tensor of any shape.
-
-    Returns:
-        A tensor of the same shape in [0, 1]; all zeros when every value is the same.
-    """
+    """Stretch ``values`` linearly from their minimum (0) to their maximum (1); all zeros when they are constant."""
     low, high = values.min(), values.max()
     return (values - low) / (high - low) if high > low else torch.zeros_like(values)
+
+
+def _panel_grid(count: int, ncols: int, width: float, height: float) -> tuple[Figure, list[plt.Axes]]:
+    """A figure with room for ``count`` panels, at most ``ncols`` a row, each width x height inches, axes hidden."""
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    return figure, list(axes.flat)
+
+
+def _finish(figure: Figure, title: Optional[str]) -> Figure:
+    """Add the title, if any, and lay the panels out."""
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
 
 
 def plot_image_batch(
@@ -97,18 +100,9 @@ def plot_image_batch(
     title: Optional[str] = None,
     panel_size: float = 1.5,
 ) -> Figure:
-    """Show a batch of images as a grid, each titled with its class name (notebook 00).
+    """Show a batch [B, C, H, W] in [0, 1] as a grid, each image titled with its class name (notebook 00).
 
-    Args:
-        images: a batch [B, C, H, W] with values in [0, 1] (e.g. from ``create_dataloaders``).
-        labels: class indices [B].
-        class_names: the name of each class index.
-        ncols: images per row.
-        title: an optional title over the grid.
-        panel_size: width of each image's panel in inches (smaller keeps notebooks light).
-
-    Returns:
-        The matplotlib Figure.
+    ``panel_size`` is each panel's width in inches (smaller keeps notebooks light). Returns the Figure.
 
     Raises:
         ValueError: ``images`` is not 4-D, or ``images`` and ``labels`` differ in length.
@@ -117,18 +111,11 @@ def plot_image_batch(
         raise ValueError(f"Expected a batch [batch, channels, height, width], got shape {tuple(images.shape)}.")
     if len(images) != len(labels):
         raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
-    ncols = max(1, min(ncols, len(images)))
-    nrows = math.ceil(len(images) / ncols)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.25) * nrows), squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(images):
-            axis.imshow(image_to_hwc(images[index]))
-            axis.set_title(class_names[int(labels[index])], fontsize=9)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    return figure
+    figure, axes = _panel_grid(len(images), ncols, panel_size, panel_size + 0.25)
+    for axis, image, label in zip(axes, images, labels):
+        axis.imshow(image_to_hwc(image))
+        axis.set_title(class_names[int(label)], fontsize=9)
+    return _finish(figure, title)
 
 
 def plot_augmentations(
@@ -141,24 +128,12 @@ def plot_augmentations(
     title: Optional[str] = None,
     panel_size: float = 1.6,
 ) -> Figure:
-    """One photo through a random training transform ``num_samples`` times: what the model sees (notebook 05).
-
-    Augmentation shows the model a different version of every photo in every epoch (another crop, a
-    flip, other colours), so 225 photos stop being 225 fixed pictures to memorise. The first panel is
-    the photo itself.
+    """The photo, then ``num_samples`` outputs of a random training transform: what the model sees (notebook 05).
 
     Args:
-        image: a PIL image (e.g. ``data_setup.load_image(path)``).
         transform: a random transform from a PIL image to a normalised tensor [C, H, W] (e.g.
             ``data_setup.train_transforms(96)``).
-        num_samples: how many transformed versions to draw.
-        ncols: panels per row.
         mean, std: the normalisation the transform ends with, undone for display ([-1, 1] -> [0, 1] by default).
-        title: an optional title over the grid.
-        panel_size: width of each panel in inches.
-
-    Returns:
-        The matplotlib Figure.
 
     Raises:
         ValueError: ``num_samples`` is below 1.
@@ -169,18 +144,11 @@ def plot_augmentations(
     panels = [("original", image_to_hwc(image))]
     panels += [(f"sample {i + 1}", image_to_hwc((transform(image) * std_t + mean_t).clamp(0, 1)))
                for i in range(num_samples)]
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = math.ceil(len(panels) / ncols)
-    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.3) * nrows), squeeze=False)
-    for axis, (label, picture) in zip(axes.flat, panels):
+    figure, axes = _panel_grid(len(panels), ncols, panel_size, panel_size + 0.3)
+    for axis, (label, picture) in zip(axes, panels):
         axis.imshow(picture)
         axis.set_title(label, fontsize=9)
-    for axis in axes.flat:
-        axis.axis("off")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, title)
 
 
 def plot_patch_grid(
@@ -192,23 +160,11 @@ def plot_patch_grid(
     title: Optional[str] = None,
     figure_width: float = 8.0,
 ) -> Figure:
-    """Draw one image cut into its P x P patches, a small gap between them, each labelled with its number.
+    """Draw one image [C, H, W] cut into its P x P patches, ``gap`` white pixels apart, numbered (notebook 01).
 
-    The numbers run row by row from 1 to N = H * W / P^2, the order in which the patches enter the
-    Transformer as the sequence x_p^1 ... x_p^N of equation 1 (notebook 01).
-
-    Args:
-        image: one image [C, H, W] with values in [0, 1]; H and W divisible by ``patch_size``.
-        patch_size: P, the side of a patch in pixels.
-        num_rows: draw only the first ``num_rows`` rows of patches (e.g. 1 for the top row); all by default.
-        gap: white pixels between neighbouring patches.
-        show_numbers: write each patch's number in its top-left corner.
-        title: a title for the figure; by default one naming P, the grid and N.
-        figure_width: the figure's width in inches; the patch numbers grow with the patches (e.g. 14 for a
-            readable strip of one row of 14 patches).
-
-    Returns:
-        The matplotlib Figure.
+    The numbers run row by row from 1 to N = H W / P^2, the order of the sequence x_p^1 ... x_p^N of
+    equation 1. ``num_rows`` draws only the first rows of patches; the numbers grow with
+    ``figure_width`` (inches). Returns the Figure.
 
     Raises:
         ValueError: the image is not [C, H, W], ``patch_size`` is below 1 or does not divide a side, or
@@ -264,21 +220,9 @@ def plot_feature_maps(
     title: Optional[str] = None,
     colorbar: bool = True,
 ) -> Figure:
-    """Show chosen channels of a stack of feature maps, e.g. the patch convolution's output (notebook 01).
+    """Show the channels ``indices`` of feature maps [D, h, w] or [1, D, h, w], e.g. x_p E (notebook 01).
 
-    Each panel is one of the D output channels of the patch projection: for every patch it shows the
-    value of that one coordinate of the patch's embedding x_p E.
-
-    Args:
-        feature_maps: [D, h, w] or [1, D, h, w] (a batch of one), e.g. [1, 768, 14, 14].
-        indices: which of the D channels to show.
-        ncols: panels per row.
-        title: an optional title over the panels.
-        colorbar: give each panel a colour bar of its own values (each channel has its own range, so
-            without one the colours cannot be compared across panels).
-
-    Returns:
-        The matplotlib Figure.
+    ``colorbar`` gives each panel a colour bar of its own range (channels differ). Returns the Figure.
 
     Raises:
         ValueError: the tensor is not [D, h, w] or [1, D, h, w], ``indices`` is empty, or an index is out of range.
@@ -295,19 +239,11 @@ def plot_feature_maps(
     if bad:
         raise ValueError(f"Channel indices {bad} are out of range for {depth} feature maps (0 ... {depth - 1}).")
     maps = feature_maps.detach().cpu().float()
-    ncols = max(1, min(ncols, len(indices)))
-    nrows = math.ceil(len(indices) / ncols)
-    panel_width = 2.7 if colorbar else 2.2
-    figure, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, 2.3 * nrows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, index in zip(axes.flat, indices):
+    figure, axes = _panel_grid(len(indices), ncols, 2.7 if colorbar else 2.2, 2.3)
+    for axis, index in zip(axes, indices):
         shown = axis.imshow(maps[index].numpy(), cmap="viridis")
         axis.set_title(f"channel {index}", fontsize=9)
         if colorbar:
             bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04)
             bar.ax.tick_params(labelsize=7)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, title)

@@ -1,19 +1,12 @@
-"""Checkpoints that let an interrupted training run continue as if it had never stopped.
+"""Checkpoints that let an interrupted training run (``python -m going_modular.train --resume``) continue
+as if it had never stopped. A checkpoint holds everything the rest of the run depends on:
 
-A Colab runtime that disconnects, a laptop that sleeps, a job that is killed: ``python -m
-going_modular.train`` writes a checkpoint after every epoch, and ``--resume`` continues from it. A
-checkpoint holds everything the rest of the run depends on:
+    model, optimiser, LR scheduler, gradient scaler, EMA     their ``state_dict()``
+    epoch, results so far, training seconds so far          where the run stands
+    Python, NumPy, torch and CUDA generators, per process    the draws of the remaining epochs
+    configuration                                           to refuse resuming with other settings
 
-    model, optimiser, LR scheduler, gradient scaler,    their ``state_dict()``
-    moving average of the weights (when used)
-    epoch, results so far, training seconds so far      where the run stands
-    random number generators (Python, NumPy, torch,     the shuffles, augmentations and dropout masks
-    CUDA), one set per process under torchrun           the remaining epochs will draw
-    configuration                                       to refuse resuming with different settings
-
-It is written atomically (``utils.write_atomically``): a kill during the write leaves the previous
-checkpoint intact. It is read with ``weights_only=True``, like every file the course loads, so it holds
-only tensors and plain Python values.
+Written atomically (a kill mid-write leaves the previous one), read with ``weights_only=True``.
 """
 from __future__ import annotations
 
@@ -25,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from going_modular import utils
 from going_modular.training import distributed
@@ -44,11 +38,8 @@ def checkpoint_path(output_dir: Path, name: str) -> Path:
 def rng_state() -> dict[str, Any]:
     """The state of every random number generator the training loop draws from, in plain values."""
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
-        "torch": torch.get_rng_state(),
-    }
+    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -66,47 +57,28 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(
-    path: Path,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
-    grad_scaler: Optional[torch.amp.GradScaler],
-    averaged_model: Optional[nn.Module] = None,
-    epoch: int,
-    results: Mapping[str, Any],
-    config: Mapping[str, Any],
-    training_seconds: float,
+    path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
+    grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, epoch: int,
+    results: Mapping[str, Any], config: Mapping[str, Any], training_seconds: float,
 ) -> Optional[Path]:
-    """Write the state of a run after ``epoch`` to ``path``, atomically.
+    """Write the state of a run after ``epoch`` to ``path``; ``path`` in the process that wrote it, else None.
 
-    Under torchrun every process must call this (each contributes its random number generators); only
-    rank 0 writes. ``model`` is the unwrapped model (not its DDP wrapper).
-
-    Returns:
-        ``path`` in the process that wrote it, None in the others.
+    Under torchrun every process calls it (each gives its generators), rank 0 writes; ``model`` is not DDP-wrapped.
     """
     rng_states = distributed.gather_objects(rng_state())
     if not distributed.is_main_process():
         return None
-    state = {
-        "format_version": FORMAT_VERSION,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
-        "averaged_model": averaged_model.state_dict() if averaged_model is not None else None,
-        "epoch": epoch,
-        "results": dict(results),
-        "config": dict(config),
-        "training_seconds": training_seconds,
-        "rng_states": rng_states,
-    }
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": grad_scaler,
+             "averaged_model": averaged_model}
+    state = {"format_version": FORMAT_VERSION, **{name: part.state_dict() if part is not None else None
+                                                  for name, part in parts.items()},
+             "epoch": epoch, "results": dict(results), "config": dict(config),
+             "training_seconds": training_seconds, "rng_states": rng_states}
     return utils.write_atomically(path, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` (on the CPU, without unpickling code).
+    """Read a checkpoint written by ``save_checkpoint`` onto the CPU.
 
     Raises:
         ResumeError: there is no file at ``path``, or it is not a readable training checkpoint.
@@ -135,45 +107,33 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
     """One line per setting whose value differs between a checkpoint's configuration and the current one."""
     ignored = set(ignore)
-    names = [name for name in dict.fromkeys([*saved, *current]) if name not in ignored]
-    return [f"{name}: {saved.get(name)!r} in the checkpoint, {current.get(name)!r} now"
-            for name in names if saved.get(name) != current.get(name)]
+    return [f"{name}: {saved.get(name)!r} in the checkpoint, {current.get(name)!r} now" for name in
+            dict.fromkeys([*saved, *current]) if name not in ignored and saved.get(name) != current.get(name)]
 
 
 def restore(
-    state: Mapping[str, Any],
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler],
-    grad_scaler: Optional[torch.amp.GradScaler],
-    averaged_model: Optional[nn.Module] = None,
-    rank: int = 0,
+    state: Mapping[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
+    grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, rank: int = 0,
 ) -> None:
     """Load a checkpoint's states into freshly built objects, and this process's random number generators.
 
-    Call it last, right before training continues: building anything else afterwards would draw from the
-    restored generators.
+    Call it last: anything built afterwards would draw from the restored generators.
 
     Raises:
-        ResumeError: the checkpoint was written by a different number of processes, or with or without a
-            gradient scaler or scheduler where this run differs.
+        ResumeError: the checkpoint was written by another number of processes, or with or without a
+            scheduler, gradient scaler or EMA where this run differs.
     """
     if rank >= len(state["rng_states"]):
-        raise ResumeError(
-            f"The checkpoint was written by {len(state['rng_states'])} process(es); resume it with as many."
-        )
-    for name, target in (("scheduler", scheduler), ("grad_scaler", grad_scaler), ("averaged_model", averaged_model)):
-        if (state[name] is None) != (target is None):
+        processes = len(state["rng_states"])
+        raise ResumeError(f"The checkpoint was written by {processes} process(es); resume it with as many.")
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": grad_scaler,
+             "averaged_model": averaged_model}
+    for name, part in parts.items():
+        if (state[name] is None) != (part is None):
             raise ResumeError(f"The checkpoint {'has no' if state[name] is None else 'has a'} {name} state, "
-                              f"this run {'has' if target is not None else 'has none'}: resume with the same settings "
+                              f"this run {'has' if part is not None else 'has none'}: resume with the same settings "
                               f"on the same kind of device.")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if grad_scaler is not None:
-        grad_scaler.load_state_dict(state["grad_scaler"])
-    if averaged_model is not None:
-        averaged_model.load_state_dict(state["averaged_model"])
+    for name, part in parts.items():
+        if part is not None:
+            part.load_state_dict(state[name])
     set_rng_state(state["rng_states"][rank])

@@ -5,36 +5,24 @@
     linear warmup, then cosine or linear decay, per optimisation step      -> ``create_scheduler``
     global-norm gradient clipping at 1.0                                   -> ``engine.train(max_grad_norm=1.0)``
 
-Used by ``python -m going_modular.train`` and notebook 05, which also start from ``TRAINING_RECIPES``:
-whole training configurations (model, image size, schedule, augmentation) under one name.
+``TRAINING_RECIPES`` are whole configurations of ``python -m going_modular.train`` under one name.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
-# Parameters that hold positions or identities, not feature detectors: decaying them towards zero
-# only erases what the model learnt about where a patch is (timm's ``no_weight_decay`` does the same).
+# Positions and identities, not feature detectors: decaying them only erases where a patch is (timm's no_weight_decay).
 NO_WEIGHT_DECAY_NAMES = ("class_token", "position_embedding")
 
 DECAY_SCHEDULES = ("cosine", "linear", "none")
 
-# Whole configurations of ``python -m going_modular.train`` (flag name -> value; ``--recipe NAME`` picks one,
-# and any flag given on the command line overrides it).
-#
-# "small-data" is the course's recipe for the 225 photos of pizza_steak_sushi, chosen on the validation
-# set (benchmarks/README.md, "On the validation set", has the search and its numbers): the paper's hybrid
-# input (section 3.1), a convolutional stem whose 6 x 6 feature map at 96 px is cut into 1 x 1 patches, in
-# front of 6 encoder layers of ViT-Ti's width (D = 192, 3 heads), trained for 200 epochs; AdamW with 5
-# epochs of warmup, cosine decay and clipping (Table 3's ingredients), label smoothing, dropout, stochastic
-# depth, and crops, flips and TrivialAugment.
-#
-# "ztm" is the ZTM course's run: ViT-B/16 at 224 px, batch 32, 10 epochs, learning rate 3e-3 and weight
-# decay 0.3 (Table 3's ImageNet row), constant learning rate, no augmentation (here with AdamW's
-# decoupled weight decay and its no-decay groups, where the ZTM course uses Adam's L2 penalty).
+# Flag name -> value. "small-data": the course's recipe for pizza_steak_sushi's 225 photos, chosen on the validation
+# set (benchmarks/README.md, "On the validation set"): the hybrid input (section 3.1) with 1 x 1 patches of the
+# stem's 6 x 6 map, 6 layers of ViT-Ti's width. "ztm": the ZTM course's ViT-B/16 run (with AdamW, not Adam's L2).
 TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     "small-data": {
         "model": "vit_ti_16", "stem_channels": [24, 48, 96, 192], "patch_size": 1, "num_transformer_layers": 6,
@@ -51,35 +39,43 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
 }
 DEFAULT_TRAINING_RECIPE = "small-data"
 
+# None in a recipe means "off" (written as 0) for these flags, and "the preset's own" (left out) for the others.
+_NONE_IS_ZERO = ("stem_channels", "max_grad_norm")
 
-def scaled_warmup_epochs(values: dict[str, Any], epochs: int) -> int:
-    """A recipe's warmup for a run of ``epochs`` epochs instead of its own: the same share of the run.
 
-    Rounded, and at least one epoch when the recipe warms up and the run is longer than one epoch, so that
-    a short run of the small-data recipe (5 warmup epochs of 200) still starts gently: 1 of 20 or of 40, 0 of 1.
+def recipe_as_flags(values: Mapping[str, Any]) -> list[str]:
+    """The command-line flags of ``python -m going_modular.train`` that give a recipe's values."""
+    flags = []
+    for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        elif value is None:
+            flags += [flag, "0"] if name in _NONE_IS_ZERO else []
+        else:
+            flags += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return flags
 
-    Args:
-        values: a recipe of ``TRAINING_RECIPES`` (its ``epochs`` and ``warmup_epochs``).
-        epochs: the run's number of epochs.
-    """
+
+def model_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model_builder.create_vit`` keyword arguments of a recipe (or of the parsed flags)."""
+    dropout = values["dropout"]
+    overrides = {"img_size": values["image_size"], "drop_path_rate": values["drop_path_rate"], "pool": values["pool"],
+                 "embedding_dropout": dropout, "proj_dropout": dropout, "mlp_dropout": dropout}
+    for name in ("patch_size", "num_transformer_layers", "stem_channels"):
+        if values.get(name) is not None:  # None keeps the preset's own
+            overrides[name] = values[name]
+    return overrides
+
+
+def scaled_warmup_epochs(values: Mapping[str, Any], epochs: int) -> int:
+    """A recipe's share of warmup for ``epochs`` epochs, rounded; at least 1 if it warms up and epochs > 1."""
     warmup = round(values["warmup_epochs"] * epochs / values["epochs"])
     return max(warmup, 1) if values["warmup_epochs"] and epochs > 1 else warmup
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split the trainable parameters into a weight-decay group and a no-weight-decay group.
-
-    Matrices and convolution kernels (2 or more dimensions) are decayed; biases, LayerNorm scales and
-    shifts (1 dimension) and the parameters named in ``NO_WEIGHT_DECAY_NAMES`` are not.
-
-    Args:
-        model: the model to optimise (frozen parameters are left out).
-        weight_decay: decay of the first group.
-
-    Returns:
-        Two parameter groups for a torch optimizer: ``[{"params": ..., "weight_decay": weight_decay},
-        {"params": ..., "weight_decay": 0.0}]``.
-    """
+    """[decayed, not decayed] trainable parameters: biases, norms and ``NO_WEIGHT_DECAY_NAMES`` get no decay."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -92,34 +88,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def create_optimizer(
     model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999)
 ) -> torch.optim.AdamW:
-    """AdamW with the paper's betas and decoupled weight decay that skips biases, norms and embeddings.
-
-    Args:
-        model: the model to optimise.
-        lr: the peak learning rate (reached after warmup).
-        weight_decay: decoupled weight decay for weight matrices (the paper: 0.1 for pre-training).
-        betas: Adam's beta1, beta2 (the paper: 0.9, 0.999).
-    """
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
+    """AdamW with the paper's betas and decoupled weight decay that skips biases, norms and embeddings."""
+    # weight_decay is also the default so that torch checks it (ValueError); each group sets its own.
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay)
 
 
-def create_scheduler(
-    optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    warmup_steps: int = 0,
-    decay: str = "cosine",
-    min_lr_ratio: float = 0.0,
-) -> LRScheduler:
-    """Linear warmup from near zero to the optimizer's learning rate, then decay to ``min_lr_ratio`` of it.
-
-    Step it once per optimisation step (``engine.train(scheduler=...)`` does), not once per epoch.
-
-    Args:
-        optimizer: its current learning rate is the peak.
-        total_steps: optimisation steps in the whole run (epochs x steps per epoch).
-        warmup_steps: steps of linear warmup (the paper: 10k steps of 1M+); 0 for none.
-        decay: "cosine", "linear" (the paper uses both, appendix B.1) or "none" (constant after warmup).
-        min_lr_ratio: the final learning rate as a fraction of the peak.
+def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
+                     min_lr_ratio: float = 0.0) -> LRScheduler:
+    """Linear warmup to the optimizer's lr, then ``decay`` to ``min_lr_ratio`` of it, per optimisation step (B.1).
 
     Raises:
         ValueError: for an unknown decay, or warmup_steps outside [0, total_steps].
@@ -132,10 +108,9 @@ def create_scheduler(
     if decay == "cosine":
         peak_lr = optimizer.param_groups[0]["lr"]
         after_warmup: LRScheduler = CosineAnnealingLR(optimizer, T_max=decay_steps, eta_min=peak_lr * min_lr_ratio)
-    elif decay == "linear":
-        after_warmup = LinearLR(optimizer, start_factor=1.0, end_factor=min_lr_ratio, total_iters=decay_steps)
-    else:
-        after_warmup = LinearLR(optimizer, start_factor=1.0, end_factor=1.0, total_iters=1)
+    else:  # "none" is a linear decay to 1.0 of the peak
+        end = min_lr_ratio if decay == "linear" else 1.0
+        after_warmup = LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=decay_steps)
     if warmup_steps == 0:
         return after_warmup
     warmup = LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), end_factor=1.0, total_iters=warmup_steps)

@@ -1,20 +1,10 @@
-"""The course's validation set: photos to choose a recipe by, so that the test set reports it once.
+"""The course's validation set: photos to choose a recipe by, so that the 75 test photos report it once.
 
-Tuning on the 75 test photos and then reporting accuracy on them measures how well the tuning fitted
-those 75 photos, not how well the model does on new ones. The validation set is a third, separate set
-of photos for every decision (learning rate, augmentation, model size, which epoch to stop at); the
-test set is used once per chosen configuration, for the reported number.
-
-The course's datasets make one for free. ``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and
-sushi photos) and ``pizza_steak_sushi_20_percent`` were drawn from Food-101 separately, and their files
-are named by their Food-101 id. The 20 % split's photos whose names appear in neither the 10 % split's
-training set nor its test set (391 of its 600) are the validation set of the 10 % split:
+``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and sushi) and ``pizza_steak_sushi_20_percent``
+were drawn separately, with files named by their Food-101 id. The 20 % split's photos in neither the
+10 % split's train nor test set (391 of 600) are the 10 % split's validation set:
 
     pizza_steak_sushi_validation/<class>/<photo>.jpg  ->  links to pizza_steak_sushi_20_percent/...
-
-``build_validation_split`` makes that folder of links (copies where the file system has no links),
-``download_validation_split`` downloads both splits first when they are missing, and
-``create_validation_dataloader`` loads it with the class order of the training data.
 """
 from __future__ import annotations
 
@@ -32,16 +22,10 @@ from going_modular.common import settings
 from going_modular.utils import PathLike
 
 VALIDATION_FOLDER = "pizza_steak_sushi_validation"
-_SPLITS = ("train", "test")
 
 
 def validation_photos(ten_percent_dir: PathLike, twenty_percent_dir: PathLike) -> dict[str, list[Path]]:
-    """The 20 % split's photos that are in neither the 10 % split's train nor test folder, per class.
-
-    A photo is the same photo when its file name (its Food-101 id) is the same, in whatever class folder.
-
-    Returns:
-        class name -> sorted list of the photos' paths in the 20 % split.
+    """Class name -> sorted paths of the 20 % split's photos whose file names the 10 % split does not hold.
 
     Raises:
         FileNotFoundError: a split's train/ or test/ folder is missing.
@@ -49,17 +33,15 @@ def validation_photos(ten_percent_dir: PathLike, twenty_percent_dir: PathLike) -
     """
     ten, twenty = _photos_by_class(Path(ten_percent_dir)), _photos_by_class(Path(twenty_percent_dir))
     if ten.keys() != twenty.keys():
-        raise data_setup.DataError(
-            f"The two splits have different class folders: {sorted(ten)} in {ten_percent_dir}, {sorted(twenty)} "
-            f"in {twenty_percent_dir}. Both must be splits of the same dataset."
-        )
+        raise data_setup.DataError(f"The two splits have different class folders: {sorted(ten)} in {ten_percent_dir}, "
+                                   f"{sorted(twenty)} in {twenty_percent_dir}. Both must split the same dataset.")
     seen = {path.name for paths in ten.values() for path in paths}
     return {name: sorted(path for path in paths if path.name not in seen) for name, paths in sorted(twenty.items())}
 
 
 def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
     photos: dict[str, list[Path]] = {}
-    for split in _SPLITS:
+    for split in ("train", "test"):
         folder = split_dir / split
         if not folder.is_dir():
             raise FileNotFoundError(
@@ -72,34 +54,23 @@ def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
     return photos
 
 
-def build_validation_split(
-    ten_percent_dir: PathLike, twenty_percent_dir: PathLike, destination: Optional[PathLike] = None
-) -> Path:
-    """Make (or check) the validation folder ``destination/<class>/<photo>`` of links into the 20 % split.
+def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLike,
+                           destination: Optional[PathLike] = None) -> Path:
+    """Make (or reuse) ``destination/<class>/<photo>``, links into the 20 % split (copies where links fail).
 
-    The folder is built in a temporary folder beside ``destination`` and renamed into place, so an
-    interrupted build leaves nothing half-made. Where the file system cannot make symbolic links (some
-    Windows set-ups, some network drives), the photos are copied instead. An existing folder is reused
-    when it holds exactly the expected photos.
-
-    Args:
-        ten_percent_dir: the 10 % split (``pizza_steak_sushi``), with train/ and test/.
-        twenty_percent_dir: the 20 % split (``pizza_steak_sushi_20_percent``), with train/ and test/.
-        destination: the folder to make; ``<data dir>/pizza_steak_sushi_validation`` by default.
-
-    Returns:
-        ``destination``.
+    Built beside ``destination`` and renamed into place, so an interrupted build leaves nothing half-made.
+    ``destination`` defaults to ``<data dir>/pizza_steak_sushi_validation``.
 
     Raises:
         FileNotFoundError: a split is missing.
-        DataError: ``destination`` exists but holds other photos (delete it to rebuild), or no photo is
-            left for validation.
+        DataError: ``destination`` holds other photos (delete it to rebuild), or no photo is left.
     """
     photos = validation_photos(ten_percent_dir, twenty_percent_dir)
     destination = Path(destination) if destination is not None else settings.get_data_dir() / VALIDATION_FOLDER
     expected = {(name, path.name) for name, paths in photos.items() for path in paths}
     if not expected:
-        raise data_setup.DataError(f"Every photo of {twenty_percent_dir} is also in {ten_percent_dir}: no validation photo.")
+        raise data_setup.DataError(
+            f"Every photo of {twenty_percent_dir} is also in {ten_percent_dir}: no validation photo.")
     if destination.exists():
         found = {(p.parent.name, p.name) for p in destination.glob("*/*") if not p.name.startswith(".")}
         if found != expected:
@@ -130,13 +101,7 @@ def _link_or_copy(source: Path, target: Path, final: Path) -> None:
 
 
 def download_validation_split(data_dir: Optional[PathLike] = None) -> Path:
-    """Download the 10 % and 20 % splits when missing, then build the validation folder from them.
-
-    Args:
-        data_dir: where datasets live; ``settings.get_data_dir()`` by default.
-
-    Returns:
-        The validation folder, ``<data dir>/pizza_steak_sushi_validation``.
+    """Download the 10 % and 20 % splits when missing, and return the validation folder built from them.
 
     Raises:
         ConnectionError: a split is missing and cannot be downloaded (the message says how to get it).
@@ -148,13 +113,8 @@ def download_validation_split(data_dir: Optional[PathLike] = None) -> Path:
     return build_validation_split(ten, twenty, data_dir / VALIDATION_FOLDER)
 
 
-def create_validation_dataloader(
-    val_dir: PathLike,
-    transform: data_setup.Transform,
-    batch_size: int,
-    class_names: list[str],
-    num_workers: int = data_setup.NUM_WORKERS,
-) -> DataLoader:
+def create_validation_dataloader(val_dir: PathLike, transform: data_setup.Transform, batch_size: int,
+                                 class_names: list[str], num_workers: int = data_setup.NUM_WORKERS) -> DataLoader:
     """A DataLoader over ``val_dir/<class>/<image>`` in a fixed order, for evaluation.
 
     Raises:
@@ -163,9 +123,7 @@ def create_validation_dataloader(
     """
     dataset = data_setup.image_folder(val_dir, transform, "validation")
     if dataset.classes != list(class_names):
-        raise data_setup.DataError(
-            f"The validation class folders {dataset.classes} in {val_dir} differ from the training data's "
-            f"{list(class_names)}. Give a validation folder with the same classes."
-        )
+        raise data_setup.DataError(f"The validation class folders {dataset.classes} in {val_dir} differ from the "
+                                   f"training data's {list(class_names)}. Give a validation folder with those classes.")
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       pin_memory=torch.cuda.is_available())
