@@ -68,7 +68,7 @@ def download_data(
         return target
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder. Move it away, then download again.")
-    manual_hint = (f"download {source} with a browser and unzip it so that {target}/train/<class name>/<image> "
+    manual_hint = (f"download {source} with a browser and unzip it so that {settings.display_path(target)}/train/<class name>/<image> "
                    f"exists, or set {settings.DATA_DIR_ENV} to a folder that already holds {destination}/")
     print(f"[INFO] Downloading {source} into {settings.display_path(target)}")
     target.parent.mkdir(parents=True, exist_ok=True)

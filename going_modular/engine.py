@@ -8,6 +8,7 @@ optimisation step and gradient clipping (the paper's section 4.1, appendix B.1),
 import contextlib
 import itertools
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -112,10 +113,11 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
           grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, progress: bool = True,
           val_dataloader: Optional[DataLoader] = None, eval_model: Optional[nn.Module] = None, start_epoch: int = 1,
           results: Optional[Results] = None, on_epoch_end: Optional[Callable[[int, Results], None]] = None,
-          **step_options: Any) -> Results:
+          print_every: int = 1, **step_options: Any) -> Results:
     """Train and test ``model`` for ``epochs`` epochs; return the course's results dict (one entry per epoch).
 
-    ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``;
+    Prints the metrics of the first and last epochs and of every ``print_every``-th, and after the first epoch
+    its time and the projected total. ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``;
     ``eval_model`` (e.g. an EMA of the weights) is tested instead of ``model``; ``start_epoch`` and ``results``
     (the earlier epochs' lists; ValueError if they do not match) continue a run.
     """
@@ -129,6 +131,7 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
     grad_scaler = grad_scaler or make_grad_scaler(device, amp)  # one for the whole run: its scale adapts
     main_process = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     progress = progress and main_process
+    start = time.perf_counter()
     for epoch in tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress):
         if isinstance(train_dataloader.sampler, DistributedSampler):
             train_dataloader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
@@ -140,13 +143,22 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
                 metrics[f"{split}_loss"], metrics[f"{split}_acc"] = test_step(
                     model if eval_model is None else eval_model, loader, loss_fn, device, amp=amp,
                     max_batches=max_batches, progress=progress)
-        if main_process:
+        if main_process and (epoch in (start_epoch, epochs) or epoch % print_every == 0):
             print(f"Epoch: {epoch} | " + " | ".join(f"{key}: {value:.4f}" for key, value in metrics.items()))
+        if main_process and epoch == start_epoch < epochs:
+            print(_projection(time.perf_counter() - start, epochs - start_epoch + 1))
         for key, value in metrics.items():
             results[key].append(value)
         if on_epoch_end is not None:
             on_epoch_end(epoch, results)
     return results
+
+
+def _projection(seconds: float, epochs: int) -> str:
+    """The line printed after the first epoch: its time, and the whole run's at that pace."""
+    def duration(value: float) -> str:
+        return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+    return f"(the first epoch took {duration(seconds)}; {epochs} epochs at this pace: about {duration(seconds * epochs)})"
 
 
 def autocast_dtype(device: Device) -> Optional[torch.dtype]:

@@ -6,6 +6,8 @@ A frozen backbone gives an unaugmented image the same features every time, so th
     train_features = extract_features(backbone, train_dataloader, device)
     loader = feature_dataloader(train_features, batch_size=32, shuffle=True)
     engine.train(model.head, loader, ...)                # only the head trains (torchvision's: model.heads)
+
+``train_head`` does the last two steps the way notebook 06 does them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from going_modular import engine
 from going_modular.engine import batches
 from going_modular.model_builder import ViT
 
@@ -68,3 +71,23 @@ def feature_dataloader(features: TensorDataset, batch_size: int, shuffle: bool,
                        generator: Optional[torch.Generator] = None) -> DataLoader:
     """A DataLoader over cached features (no worker processes: the tensors are already in memory)."""
     return DataLoader(features, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def train_head(head: nn.Module, train_features: TensorDataset, test_features: TensorDataset,
+               device: Union[str, torch.device], *, seed: int, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
+               val_features: Optional[TensorDataset] = None) -> engine.Results:
+    """Train ``head`` from zero on cached features with Adam, as notebook 06 does; engine.train's results.
+
+    Every linear layer of the head starts at zero (section 3.2); ``seed`` fixes the order of the batches.
+    """
+    torch.manual_seed(seed)
+    for layer in head.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    train_loader = feature_dataloader(train_features, batch_size, shuffle=True,
+                                      generator=torch.Generator().manual_seed(seed))
+    test_loader, val_loader = (feature_dataloader(cached, batch_size, shuffle=False) if cached is not None else None
+                               for cached in (test_features, val_features))
+    return engine.train(head, train_loader, test_loader, torch.optim.Adam(head.parameters(), lr=lr),
+                        nn.CrossEntropyLoss(), epochs, device, progress=False, val_dataloader=val_loader)

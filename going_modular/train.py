@@ -278,7 +278,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         accumulation_steps=args.accumulation_steps, amp=args.amp, grad_scaler=optimisation["grad_scaler"],
         max_batches=args.max_batches, val_dataloader=val_dataloader, eval_model=optimisation["averaged_model"],
         start_epoch=resumed["epoch"] + 1 if resumed is not None else 1, results=record["metrics"],
-        on_step_end=record_step, on_epoch_end=write_checkpoint,
+        on_step_end=record_step, on_epoch_end=write_checkpoint, print_every=max(1, args.epochs // 10),
     )
     results = {
         "metrics": history, "steps": record["steps"], "config": config, "class_names": class_names,

@@ -1,4 +1,5 @@
 """going_modular.figures.attention: class-token maps and their pictures, on tiny models and generated images."""
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -8,6 +9,7 @@ from going_modular.figures.attention import (
     class_token_attention,
     plot_attention_heads,
     plot_attention_over_image,
+    plot_qkv_heads,
     upsample_attention_map,
 )
 from going_modular.model_builder import ViT
@@ -208,3 +210,13 @@ def test_mean_attention_distance_on_a_real_vit_is_within_the_image():
     assert bool((distances > 0).all()) and bool((distances < math.hypot(24, 40)).all())
     with pytest.raises(ValueError, match="3 x 3 patch grid plus the class token is 10 tokens"):
         mean_attention_distance(attention[0], 3, 8)
+
+
+def test_plot_qkv_heads_draws_each_head_once_in_the_bar_and_once_in_its_block():
+    figure = plot_qkv_heads(num_heads=4, head_dim=8)
+    rectangles = [patch for patch in figure.axes[0].patches if isinstance(patch, plt.Rectangle)]
+    assert len(rectangles) == 2 * 3 * 4  # 12 slices of the qkv bar, 12 rows of the q, k and v blocks
+    texts = {text.get_text() for text in figure.axes[0].texts}
+    assert {"q: [heads = 4, D_h = 8]", "v: 4 heads x 8", "head 1", "head 4"} <= texts
+    with pytest.raises(ValueError, match="at least 1"):
+        plot_qkv_heads(num_heads=0)

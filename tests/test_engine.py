@@ -39,6 +39,17 @@ def test_train_learns_a_separable_problem_and_returns_the_course_results():
     assert all(0.0 <= accuracy <= 1.0 for accuracy in results["train_acc"] + results["test_acc"])
 
 
+def test_train_prints_every_kth_epoch_and_projects_the_total_after_the_first(capsys):
+    model, loader = nn.Linear(3 * 16 * 16, 2), separable_loader(num_samples=8)
+    flat = DataLoader(TensorDataset(loader.dataset.tensors[0].flatten(1), loader.dataset.tensors[1]), batch_size=8)
+    engine.train(model, flat, flat, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), epochs=10,
+                 device="cpu", progress=False, print_every=4)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" |")[0] for line in lines if line.startswith("Epoch:")] == [
+        "Epoch: 1", "Epoch: 4", "Epoch: 8", "Epoch: 10"]
+    assert len(lines) == 5 and lines[1].startswith("(the first epoch took ") and "10 epochs at this pace: about" in lines[1]
+
+
 def test_accuracy_and_loss_are_per_sample_not_per_batch():
     # 5 samples in batches of 4 and 1: a per-batch mean would weight the last sample four times over.
     images, labels = torch.zeros(5, 2), torch.tensor([0, 0, 0, 0, 1])

@@ -74,3 +74,18 @@ def test_extract_features_leaves_the_model_in_the_mode_it_was_in():
     model.train()
     features.extract_features(features.vit_backbone(model), loader, "cpu", progress=False)
     assert all(module.training for module in model.modules())
+
+
+def test_train_head_starts_from_zero_and_is_repeatable_for_a_seed(capsys):
+    model = small_torchvision_vit()
+    stored = features.extract_features(features.vit_backbone(model), DataLoader(image_dataset(), batch_size=5), "cpu",
+                                       progress=False)
+    nn.init.normal_(model.heads[0].weight)  # whatever the head held before, it starts at zero
+    first = features.train_head(model.heads, stored, stored, "cpu", seed=3, epochs=4, batch_size=4, lr=0.1,
+                                val_features=stored)
+    weights = model.heads[0].weight.clone()
+    second = features.train_head(model.heads, stored, stored, "cpu", seed=3, epochs=4, batch_size=4, lr=0.1,
+                                 val_features=stored)
+    assert first == second and torch.equal(weights, model.heads[0].weight) and weights.any()
+    assert sorted(first) == ["test_acc", "test_loss", "train_acc", "train_loss", "val_acc", "val_loss"]
+    assert first["train_loss"][-1] < first["train_loss"][0]

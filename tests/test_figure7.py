@@ -13,6 +13,7 @@ from going_modular.figures.figure7 import (
     plot_figure7,
     plot_mean_attention_distance,
     plot_position_similarity,
+    plot_similarity_of_patches,
     position_embedding_similarity,
 )
 from going_modular.model_builder import ViT, create_vit
@@ -191,3 +192,15 @@ def test_position_similarity_of_the_hybrid_model_is_laid_out_on_its_token_grid()
     similarity = position_embedding_similarity(model)
     assert similarity.shape == (6, 6, 6, 6)
     torch.testing.assert_close(similarity.reshape(36, 36).diagonal(), torch.ones(36))
+
+
+def test_plot_similarity_of_patches_draws_each_patch_map_enlarged_and_marks_the_patch():
+    similarity = torch.rand(3, 4, 3, 4) * 2 - 1
+    figure = plot_similarity_of_patches(similarity, [(0, 0), (2, 3)], label="model: ")
+    first, second = figure.axes
+    np.testing.assert_allclose(second.images[0].get_array(), similarity[2, 3].numpy(), rtol=1e-6)
+    assert first.images[0].get_clim() == (-1, 1) and second.get_title() == "model: patch (row 3, column 4)"
+    marker = second.patches[0]
+    assert (marker.get_x(), marker.get_y(), marker.get_width()) == (2.5, 1.5, 1)  # centred on column 3, row 2
+    with pytest.raises(ValueError, match="outside the 3 x 4 grid"):
+        plot_similarity_of_patches(similarity, [(3, 0)])

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import nbformat
 
 try:
-    import tomllib
+    import tomllib  # novermin (Python 3.11; tomli stands in below)
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 

@@ -62,8 +62,8 @@ def fetch(url: str, path: Path, *, sha256: Optional[str], manual_hint: str) -> N
                             f". The file changed on the server or arrived damaged; try again, or {manual_hint}.")
         os.replace(partial, path)
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
-        raise ConnectionError(f"Could not download {url} (no connection, a timeout, or the download broke off: "
-                              f"{error}). Try again when online, or {manual_hint}.") from error
+        raise ConnectionError(f"Could not download {url} ({type(error).__name__}: no connection, a timeout, or the "
+                              f"download broke off). Try again when online, or {manual_hint}.") from error
     finally:
         Path(partial).unlink(missing_ok=True)
 

@@ -12,6 +12,7 @@ token and tokens 1..N the patches in row-major order on the grid ``model.grid_si
     patch_distances            pixel distances between patch centres
     mean_attention_distance    one layer -> each head's mean attention distance (Figure 7 right)
     plot_attention_matrix      one head's matrix A beside one of its rows over the image
+    plot_qkv_heads             a diagram: one token's qkv output split into q, k, v and into heads
 """
 from __future__ import annotations
 
@@ -304,4 +305,38 @@ def plot_attention_matrix(
     image_ax.axis("off")
     figure.suptitle(title or f"Attention matrix of head {head} and the red row drawn over the image")
     figure.tight_layout()
+    return figure
+
+
+def plot_qkv_heads(num_heads: int = 12, head_dim: int = 64) -> plt.Figure:
+    """Diagram of the reshape in equation 2's attention: one token's 3 * heads * D_h qkv numbers, laid out as
+    [q | k | v] with each part [head 1 | ... | head h], become q, k and v, each ``num_heads`` rows of D_h numbers.
+
+    Raises:
+        ValueError: ``num_heads`` or ``head_dim`` is below 1.
+    """
+    if num_heads < 1 or head_dim < 1:
+        raise ValueError(f"num_heads and head_dim must be at least 1, got {num_heads} and {head_dim}.")
+    colours = {"q": plt.cm.Blues, "k": plt.cm.Oranges, "v": plt.cm.Greens}
+    figure, ax = plt.subplots(figsize=(11, 3.6))
+    width = 1.0 / (3 * num_heads)  # one head's D_h numbers in the top bar
+    for part, (name, cmap) in enumerate(colours.items()):
+        for head in range(num_heads):
+            colour = cmap(0.35 + 0.5 * head / max(num_heads - 1, 1))
+            left = (part * num_heads + head) * width
+            ax.add_patch(plt.Rectangle((left, 0.8), width, 0.12, facecolor=colour, edgecolor="white"))
+            row = 0.62 - 0.5 * (head + 1) / num_heads  # the same numbers, as row ``head`` of the part's block
+            ax.add_patch(plt.Rectangle((part * 0.36, row), 0.28, 0.5 / num_heads, facecolor=colour, edgecolor="white"))
+        ax.text((part + 0.5) / 3, 0.95, f"{name}: {num_heads} heads x {head_dim}", ha="center", fontsize=10)
+        ax.text(part * 0.36 + 0.14, 0.64, f"{name}: [heads = {num_heads}, D_h = {head_dim}]", ha="center", fontsize=10)
+        ax.annotate("", xy=(part * 0.36 + 0.14, 0.68), xytext=((part + 0.5) / 3, 0.79),
+                    arrowprops={"arrowstyle": "->", "color": "grey"})
+    for head in (0, num_heads - 1):  # name the first and last rows once, beside the q block
+        ax.text(-0.01, 0.62 - 0.5 * (head + 0.5) / num_heads, f"head {head + 1}", ha="right", va="center", fontsize=8)
+    ax.text(-0.01, 0.86, f"one token's\nqkv output,\n3 x {num_heads} x {head_dim}\n= {3 * num_heads * head_dim}",
+            ha="right", va="center", fontsize=9)
+    ax.set(xlim=(-0.12, 1.0), ylim=(0.05, 1.0))
+    ax.axis("off")
+    ax.set_title("reshape(B, N + 1, 3, heads, D_h) then permute(2, 0, 3, 1, 4): each head gets its own slice of "
+                 "q, k and v", fontsize=11)
     return figure

@@ -3,7 +3,7 @@
     left    "the top principal components of the learned embedding filters" (E of equation 1)
                 -> patch_embedding_principal_components, plot_embedding_filters
     centre  "similarity of position embeddings", on the token grid
-                -> position_embedding_similarity, plot_position_similarity
+                -> position_embedding_similarity, plot_position_similarity (enlarged: plot_similarity_of_patches)
     right   "size of attended area by head and network depth" (``attention.mean_attention_distance``)
                 -> plot_mean_attention_distance
     all three, in one row as the paper lays them out -> plot_figure7
@@ -165,6 +165,39 @@ def plot_position_similarity(
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def plot_similarity_of_patches(
+    similarity: torch.Tensor,
+    patches: Sequence[tuple[int, int]],
+    axes: Optional[Sequence[plt.Axes]] = None,
+    label: str = "",
+    cmap: str = "viridis",
+) -> plt.Figure:
+    """Draw the maps of a few patches (row, col) from similarities [rows, cols, rows, cols], one enlarged panel each.
+
+    The tiles of ``plot_position_similarity`` are a few pixels wide; enlarged, one patch's row and column
+    structure can be read. Each panel marks its patch with a red square; the colour scale is -1 to 1.
+
+    Raises:
+        ValueError: ``similarity`` is not [rows, cols, rows, cols], or a patch lies outside the grid.
+    """
+    if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
+        raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
+    rows, cols = similarity.shape[:2]
+    outside = [patch for patch in patches if not (0 <= patch[0] < rows and 0 <= patch[1] < cols)]
+    if outside:
+        raise ValueError(f"Patches {outside} lie outside the {rows} x {cols} grid (rows and columns count from 0).")
+    if axes is None:
+        _, axes = plt.subplots(1, len(patches), figsize=(3.2 * len(patches), 3.2), squeeze=False)
+        axes = axes[0]
+    for ax, (row, col) in zip(axes, patches):
+        ax.imshow(similarity[row, col].detach().float().cpu().numpy(), cmap=cmap, vmin=-1, vmax=1)
+        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_title(f"{label}patch (row {row + 1}, column {col + 1})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return axes[0].figure
 
 
 def plot_mean_attention_distance(
