@@ -17,25 +17,23 @@ final validation and test accuracy and wall time, then a summary line
 
 and writes every run's results JSON and a ``summary.json`` to --output-dir. "Final" means the last epoch's
 accuracy, not the best epoch's: choosing the best epoch by its accuracy would tune on the data that
-reports it. The standard deviation is the sample one (n - 1). Results are in benchmarks/README.md.
+reports it. The standard deviation is the sample one (n - 1). The wall time is the training command's own
+(its epochs, evaluation included). Run again, the script reads the seeds that finished instead of training
+them again, and resumes an interrupted one (``training_runs.train_in_child``). Results are in benchmarks/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from going_modular import utils
+from training_runs import (add_run_options, check_run_options, side_by_side, split_train_flags, summarise,
+                           train_and_score)
 
 # The small-data recipe is what ``python -m going_modular.train`` trains with no flags
 # (``recipe.TRAINING_RECIPES["small-data"]``: the paper's hybrid input, a convolutional stem cut into 1 x 1
@@ -52,32 +50,22 @@ PLAIN_VIT_FLAGS = ["--stem-channels", "0", "--patch-size", "8", "--image-size", 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list[str]]:
     """Split the command line into this script's options and the train flags after ``--``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train_flags = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    own, train_flags = split_train_flags(argv)
     parser = argparse.ArgumentParser(
         description="Train a ViT from scratch on pizza_steak_sushi for several seeds; report mean and std of "
                     "the final test accuracy. Flags after -- go to python -m going_modular.train.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="One run per seed.")
-    parser.add_argument("--device", default="cpu", help="Device for every run (the target is for a 2-core CPU).")
-    parser.add_argument("--output-dir", type=Path, default=Path(tempfile.gettempdir()) / "scratch_accuracy",
-                        help="Where each run's model, results JSON and the summary go.")
+    add_run_options(parser, Path(tempfile.gettempdir()) / "scratch_accuracy")
     parser.add_argument("--label", default="recipe", help="Name of this configuration (a sub-folder of --output-dir).")
     parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=True,
                         help="Score every run on the course's validation set too. --no-validation for another "
                              "--data-dir, such as the 20 %% split, whose photos the validation set is made of.")
     parser.add_argument("--plain-vit", action="store_true",
                         help="Train the plain ViT-Ti of the earlier measurements (PLAIN_VIT_FLAGS) instead of the hybrid.")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="Seeds trained at the same time; each run gets CPU threads / jobs threads.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of each run (OMP_NUM_THREADS); by default CPU count / --jobs.")
     options = parser.parse_args(own)
-    if options.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    options.threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
+    check_run_options(parser, options)
     if options.plain_vit:
         train_flags = PLAIN_VIT_FLAGS + train_flags
     return options, train_flags
@@ -87,38 +75,11 @@ def _recipe(options: argparse.Namespace) -> list[str]:
     return RECIPE if options.validation else []
 
 
-def summarise(final_accuracies: Sequence[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (0 for one run), min and max of the final test accuracies."""
-    if not final_accuracies:
-        raise ValueError("No runs to summarise.")
-    return {
-        "mean": statistics.fmean(final_accuracies),
-        "std": statistics.stdev(final_accuracies) if len(final_accuracies) > 1 else 0.0,
-        "min": min(final_accuracies),
-        "max": max(final_accuracies),
-    }
-
-
 def _run_seed(seed: int, train_flags: list[str], options: argparse.Namespace, folder: Path) -> dict:
     """Train one seed in a child process; return its final validation and test accuracy and wall time."""
-    command = [
-        sys.executable, "-m", "going_modular.train", *_recipe(options), *train_flags, "--seed", str(seed),
-        "--device", options.device, "--output-dir", str(folder), "--model-name", f"seed{seed}",
-    ]
-    log_path = folder / f"seed{seed}.log"
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "OMP_NUM_THREADS": str(options.threads)})
-    wall_time = time.perf_counter() - start
-    if completed.returncode != 0:
-        raise RuntimeError(f"Seed {seed} failed (exit code {completed.returncode}); its output is in {log_path}.")
-    metrics = json.loads((folder / f"seed{seed}_results.json").read_text())["metrics"]
-    run = {"seed": seed, "final_val_acc": metrics["val_acc"][-1] if "val_acc" in metrics else None,
-           "final_test_acc": metrics["test_acc"][-1], "wall_time_seconds": round(wall_time, 1)}
-    validation = f"validation {run['final_val_acc']:.3f}, " if run["final_val_acc"] is not None else ""
-    print(f"seed {seed}: final {validation}test {run['final_test_acc']:.3f} in {wall_time / 60:.1f} min", flush=True)
-    return run
+    scores = train_and_score([*_recipe(options), *train_flags, "--seed", str(seed)], folder, f"seed{seed}", options)
+    return {"seed": seed, "final_val_acc": scores["val"], "final_test_acc": scores["test"],
+            "wall_time_seconds": round(scores["wall_seconds"], 1)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -126,8 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     options, train_flags = parse_args(argv)
     folder = options.output_dir / options.label
     folder.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        runs = list(pool.map(lambda seed: _run_seed(seed, train_flags, options, folder), options.seeds))
+    runs = side_by_side(lambda seed: _run_seed(seed, train_flags, options, folder), options.seeds, options.jobs)
     with_validation = all(run["final_val_acc"] is not None for run in runs)
     summary = {
         "label": options.label,

@@ -14,7 +14,7 @@ The course's modules (the ZTM chapter's names first), each a notebook's idea:
 The rest, grouped by purpose:
     figures/       pictures and counts of the model: attention, figure1, figure7, plotting, flops
     training/      what the training command needs beyond the loop: recipe, checkpoint, distributed,
-                   validation_split, data (MixUp/CutMix, repeated augmentation, preloading)
+                   validation_split, data (MixUp/CutMix, repeated augmentation, nested subsets, preloading)
     common/        settings (where data and weights live, the reduced run), shapes, download
 
 Imports run one way, never in a cycle: train -> figures/ and training/ -> the course's modules -> common/.

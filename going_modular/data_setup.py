@@ -32,9 +32,7 @@ CUSTOM_IMAGE_URL = "https://raw.githubusercontent.com/mrdbourke/pytorch-deep-lea
 def _default_num_workers() -> int:
     # Windows and macOS start DataLoader workers with "spawn", which re-imports __main__ in every worker;
     # from a notebook that fails (or hangs), so load in the main process there. Linux and Colab fork.
-    if sys.platform.startswith(("win", "darwin")):
-        return 0
-    return min(4, os.cpu_count() or 1)
+    return 0 if sys.platform.startswith(("win", "darwin")) else min(4, os.cpu_count() or 1)
 
 
 NUM_WORKERS = _default_num_workers()
@@ -44,16 +42,10 @@ def download_data(
     source: str, destination: str, *, sha256: Optional[str] = None, remove_source: bool = True,
     data_dir: Optional[PathLike] = None,
 ) -> Path:
-    """Download a zip archive and unzip it into ``data_dir / destination``, unless that folder has content.
-
-    Everything happens in a temporary folder beside it, renamed into place at the end: a failed or interrupted
-    call leaves nothing a later call would take for finished data. A zip holding a single top-level folder named
-    ``destination`` is unwrapped, so the data is not nested twice.
-
-    Args:
-        sha256: expected SHA-256 of the zip as hex, or None to skip the check.
-        remove_source: delete the zip after extracting it; if False it is kept at ``data_dir / <zip name>``.
-        data_dir: where datasets live; defaults to ``settings.get_data_dir()`` (env ``VIT_COURSE_DATA_DIR``).
+    """Download a zip archive and unzip it into ``data_dir / destination`` (default ``settings.get_data_dir()``),
+    unless that folder has content. Built in a temporary folder beside it and renamed into place, so a failed call
+    leaves nothing; a single top-level folder named ``destination`` is unwrapped. ``sha256``: the zip's hex digest
+    (None: unchecked); ``remove_source=False`` keeps the zip at ``data_dir / <zip name>``.
 
     Raises:
         ConnectionError: offline, a timeout, or the download broke off (the message says how to get the data by hand).
@@ -68,7 +60,8 @@ def download_data(
         return target
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder. Move it away, then download again.")
-    manual_hint = (f"download {source} with a browser and unzip it so that {settings.display_path(target)}/train/<class name>/<image> "
+    manual_hint = (f"download {source} with a browser and unzip it so that "
+                   f"{settings.display_path(target)}/train/<class name>/<image> "
                    f"exists, or set {settings.DATA_DIR_ENV} to a folder that already holds {destination}/")
     print(f"[INFO] Downloading {source} into {settings.display_path(target)}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +84,7 @@ def download_data(
 
 def load_image(image_path: PathLike) -> Image.Image:
     """Open an image file as an upright RGB PIL image: EXIF orientation applied (phone photos are often stored
-    sideways), grayscale, RGBA and palette images converted, so every image reaches the model with 3 channels.
+    sideways), grayscale, RGBA and palette images converted to 3 channels.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -123,15 +116,9 @@ def train_transforms(
     image_size: int = 224, policy: Optional[str] = "trivialaugment", randaugment_magnitude: int = 9
 ) -> transforms.Compose:
     """Training transform for a ViT trained from scratch on little data (as in DeiT and timm's recipes):
-    random resized crop (scale 0.35-1) and horizontal flip, an automatic augmentation policy, normalised to [-1, 1].
-
-    Args:
-        policy: "trivialaugment" (TrivialAugmentWide), "randaugment" (RandAugment, 2 ops at
-            ``randaugment_magnitude``, 0-30) or None (crop and flip only).
-
-    Raises:
-        ValueError: for an unknown ``policy``.
-    """
+    random resized crop (scale 0.35-1) and horizontal flip, an automatic augmentation ``policy`` ("trivialaugment",
+    "randaugment": 2 ops at ``randaugment_magnitude``, 0-30; None: crop and flip only), normalised to [-1, 1].
+    ValueError for an unknown ``policy``."""
     if policy is not None and policy not in AUGMENTATION_POLICIES:
         raise ValueError(f"policy must be one of {AUGMENTATION_POLICIES} or None, got {policy!r}.")
     steps = [transforms.RandomResizedCrop(image_size, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip()]
@@ -171,8 +158,7 @@ def _is_image_file(path: str) -> bool:
 
 
 def image_folder(directory: PathLike, transform: Optional[Transform], split: str) -> datasets.ImageFolder:
-    """The ImageFolder dataset of one split (``split`` names it in messages: "train", "test", ...), read with
-    ``load_image``, hidden files and folders ignored.
+    """The ImageFolder of one split (``split`` names it in messages), read with ``load_image``, hidden files ignored.
 
     Raises:
         FileNotFoundError: the folder is missing, has no class folders, or a class folder has no images.
@@ -192,30 +178,19 @@ def image_folder(directory: PathLike, transform: Optional[Transform], split: str
 
 
 def create_dataloaders(
-    train_dir: PathLike,
-    test_dir: PathLike,
-    transform: Transform,
-    batch_size: int,
-    num_workers: int = NUM_WORKERS,
-    test_transform: Optional[Transform] = None,
-    drop_last: bool = False,
-    train_sampler: Optional[Sampler] = None,
+    train_dir: PathLike, test_dir: PathLike, transform: Transform, batch_size: int, num_workers: int = NUM_WORKERS,
+    test_transform: Optional[Transform] = None, drop_last: bool = False, train_sampler: Optional[Sampler] = None,
     train_collate_fn: Optional[Callable] = None,
 ) -> tuple[DataLoader, DataLoader, list[str]]:
-    """Create training and testing DataLoaders from folders laid out as ``<dir>/<class name>/<image>``.
+    """``(train_dataloader, test_dataloader, class_names)`` from folders laid out as ``<dir>/<class name>/<image>``;
+    the test loader keeps its order and every image.
 
     Args:
         transform: for training images, and test images unless ``test_transform`` is given.
-        num_workers: ``NUM_WORKERS`` is 0 on Windows and macOS (spawned workers fail in notebooks), else min(4, CPUs).
         drop_last: leave out the last, incomplete training batch of every epoch (225 images in batches of 32 end
             with a batch of one image, whose optimisation step follows a single photo).
-        train_sampler: the training loader's order (e.g. ``training.data.RepeatedAugmentationSampler``); a shuffle
-            when None.
-        train_collate_fn: how the training loader makes a batch (e.g. ``training.data.MixUpCutMix``); PyTorch's
-            default stacking when None.
-
-    Returns:
-        ``(train_dataloader, test_dataloader, class_names)``; the test loader keeps its order and every image.
+        train_sampler: the training order (e.g. ``training.data.RepeatedAugmentationSampler``); None: a shuffle.
+        train_collate_fn: how a training batch is made (e.g. ``training.data.MixUpCutMix``); None: stacking.
 
     Raises:
         FileNotFoundError: a folder is missing, has no class folders, or a class folder has no images.

@@ -1,9 +1,8 @@
 """Training and testing loops: one epoch (``train_step``, ``test_step``) and many (``train``).
 
 Each training batch takes the course's five steps: 1. forward pass, 2. loss, 3. optimizer zero grad, 4. loss
-backward, 5. optimizer step. Options, all off by default: gradient accumulation, a scheduler stepped per
-optimisation step and gradient clipping (the paper's section 4.1, appendix B.1), mixed precision (float16 with
-``make_grad_scaler``), and DDP under ``torchrun`` (metrics summed over processes; only rank 0 prints).
+backward, 5. optimizer step. Options, off by default: gradient accumulation, a per-step scheduler and gradient
+clipping (section 4.1, appendix B.1), mixed precision, and DDP under ``torchrun`` (only rank 0 prints).
 """
 import contextlib
 import itertools
@@ -116,8 +115,8 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
           print_every: int = 1, **step_options: Any) -> Results:
     """Train and test ``model`` for ``epochs`` epochs; return the course's results dict (one entry per epoch).
 
-    Prints the metrics of the first and last epochs and of every ``print_every``-th, and after the first epoch
-    its time and the projected total. ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``;
+    Prints the metrics of the first, last and every ``print_every``-th epoch, and the projected time after the
+    first. ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``;
     ``eval_model`` (e.g. an EMA of the weights) is tested instead of ``model``; ``start_epoch`` and ``results``
     (the earlier epochs' lists; ValueError if they do not match) continue a run.
     """
@@ -158,7 +157,8 @@ def _projection(seconds: float, epochs: int) -> str:
     """The line printed after the first epoch: its time, and the whole run's at that pace."""
     def duration(value: float) -> str:
         return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
-    return f"(the first epoch took {duration(seconds)}; {epochs} epochs at this pace: about {duration(seconds * epochs)})"
+    return (f"(the first epoch took {duration(seconds)}; {epochs} epochs at this pace: "
+            f"about {duration(seconds * epochs)})")
 
 
 def autocast_dtype(device: Device) -> Optional[torch.dtype]:

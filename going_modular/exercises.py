@@ -124,25 +124,14 @@ def check_shape(tensor: Any, expected: Sequence[int], what: str = "the output") 
     if not isinstance(tensor, torch.Tensor):
         raise ExerciseCheckError(f"{what} should be a torch.Tensor, but it is a {type(tensor).__name__}.")
     if tuple(tensor.shape) != tuple(expected):
-        raise ExerciseCheckError(
-            f"{what} has shape {tuple(tensor.shape)}, expected {tuple(expected)}. "
-            f"Print the shape after each step of your code to find where it goes wrong."
-        )
+        raise ExerciseCheckError(f"{what} has shape {tuple(tensor.shape)}, expected {tuple(expected)}. "
+                                 f"Print the shape after each step of your code to find where it goes wrong.")
 
 
-def check_close(
-    actual: torch.Tensor,
-    expected: torch.Tensor,
-    what: str = "the output",
-    *,
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-    hint: Optional[str] = None,
-) -> None:
-    """Raise an ``ExerciseCheckError`` unless ``actual`` equals ``expected`` within float32 rounding.
-
-    ``hint`` replaces the general advice at the end of the message with one that fits the exercise.
-    """
+def check_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "the output", *, atol: float = 1e-5,
+                rtol: float = 1e-4, hint: Optional[str] = None) -> None:
+    """Raise an ``ExerciseCheckError`` unless ``actual`` equals ``expected`` within float32 rounding; ``hint``
+    replaces the general advice at the end of the message with one that fits the exercise."""
     check_shape(actual, expected.shape, what)
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
         difference = (actual - expected).abs().max().item()

@@ -26,11 +26,8 @@ LAYER_NORM_EPS = 1e-6
 
 
 class PatchEmbedding(nn.Module):
-    """Equation 1's patch projection x_p E: [B, C, H, W] -> [B, N, D], N = H W / P^2.
-
-    A Conv2d with kernel = stride = P applies the same linear map E to every non-overlapping patch,
-    which is exactly "flatten each patch and multiply by E" (notebook 01 proves it numerically).
-    """
+    """Equation 1's patch projection x_p E: [B, C, H, W] -> [B, N, D], N = H W / P^2. A Conv2d with
+    kernel = stride = P applies E to every patch: "flatten each patch and multiply by E" (notebook 01 proves it)."""
 
     def __init__(self, in_channels: int = 3, patch_size: int = 16, embedding_dim: int = 768) -> None:
         super().__init__()
@@ -41,22 +38,21 @@ class PatchEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
-            raise ValueError(f"Expected a batch of images [batch, channels, height, width], got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"Expected a batch of images [batch, channels, height, width], got shape {tuple(x.shape)}.")
         channels, height, width = x.shape[1:]
         if channels != self.in_channels:
-            raise ValueError(f"Expected {self.in_channels} colour channels, got {channels} (input shape {tuple(x.shape)}).")
+            raise ValueError(
+                f"Expected {self.in_channels} colour channels, got {channels} (input shape {tuple(x.shape)}).")
         check_divisible_by_patch_size(height, width, self.patch_size)
         # [B, D, H/P, W/P] -> [B, D, N] -> [B, N, D]: one row per patch, in row-major order.
         return self.flatten(self.patcher(x)).transpose(1, 2)
 
 
 class ConvStem(nn.Module):
-    """The paper's hybrid input (section 3.1): a small CNN whose feature map takes the place of the image.
-
-    "the patch embedding projection E (Eq. 1) is applied to patches extracted from a CNN feature map.
-    As a special case, the patches can have spatial size 1x1." The CNN is the "convolutional stem" of
-    Xiao et al. (2021): 3 x 3 convolutions of stride 2, each with BatchNorm and ReLU, so k stages
-    shrink the image by ``stride`` = 2^k: [B, C, H, W] -> [B, channels[-1], H / 2^k, W / 2^k].
+    """The paper's hybrid input (section 3.1): "the patch embedding projection E (Eq. 1) is applied to patches
+    extracted from a CNN feature map. As a special case, the patches can have spatial size 1x1." Xiao et al.'s (2021)
+    stem: k stages of 3 x 3 stride-2 convolution, BatchNorm, ReLU: [B, C, H, W] -> [B, channels[-1], H / 2^k, W / 2^k].
     """
 
     def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 48, 96, 192)) -> None:
@@ -79,10 +75,9 @@ class ConvStem(nn.Module):
 class MultiheadSelfAttentionBlock(nn.Module):
     """Equation 2's MSA(LN(z)): LayerNorm, then multi-head self-attention (appendix A), D_h = D / heads.
 
-    Runs PyTorch's fused ``F.scaled_dot_product_attention``; with ``return_attention=True`` (or
-    ``fused_attention=False``) it computes softmax(q k^T / sqrt(D_h)) v step by step and also returns
-    the weights [B, heads, N, N], for the pictures of notebooks 02 and 07. ``proj_dropout`` follows the
-    output projection (the paper drops out after every dense layer but qkv, appendix B.1).
+    Fused ``F.scaled_dot_product_attention``; ``return_attention=True`` (or ``fused_attention=False``) computes
+    softmax(q k^T / sqrt(D_h)) v step by step and also returns the weights [B, heads, N, N] (notebooks 02, 07).
+    ``proj_dropout`` follows the output projection (dropout after every dense layer but qkv, appendix B.1).
     """
 
     def __init__(self, embedding_dim: int = 768, num_heads: int = 12, attn_dropout: float = 0.0,
@@ -137,8 +132,8 @@ class TransformerEncoderBlock(nn.Module):
         z'_l = MSA(LN(z_{l-1})) + z_{l-1}      (2)
         z_l  = MLP(LN(z'_l)) + z'_l            (3)
 
-    ``drop_path`` > 0 drops each residual branch for whole samples in training (stochastic depth,
-    Huang et al. 2016): not in the paper, but in later ViT recipes (DeiT, timm).
+    ``drop_path``: stochastic depth (Huang et al. 2016; DeiT, timm, not the paper), each residual branch dropped
+    for whole samples in training.
     """
 
     def __init__(self, embedding_dim: int = 768, num_heads: int = 12, mlp_size: int = 3072,
@@ -170,41 +165,25 @@ class ViT(nn.Module):
         y   = LN(z_L^0)                                     (4)
 
     P = patch_size, L = num_transformer_layers, D = embedding_dim; the N patches lie row by row on
-    ``grid_size`` = (rows, columns), N = rows * columns.
+    ``grid_size`` = (rows, columns). ``img_size``: (height, width), or one int for a square.
 
     Args:
-        img_size: image (height, width), or one int for a square.
         drop_path_rate: stochastic depth of the last block, rising linearly from 0 in the first.
         pool: "cls" (the class token, the paper's default) or "mean" of the patch tokens (appendix D.3).
         representation_size: the width of a Linear + tanh "pre-logits" layer before the head (pre-training).
-        stem_channels: the stages of a ``ConvStem`` for the paper's hybrid; P then counts positions of
-            its feature map, so the image must be divisible by 2^(stages) x P.
+        stem_channels: the stages of a ``ConvStem`` (the hybrid); P then counts positions of its feature map, so
+            the image must be divisible by 2^(stages) x P.
 
     Raises:
         ValueError: for sizes that do not fit together or an unknown pool.
     """
 
-    def __init__(
-        self,
-        img_size: ImageSize = 224,
-        in_channels: int = 3,
-        patch_size: int = 16,
-        num_transformer_layers: int = 12,
-        embedding_dim: int = 768,
-        mlp_size: int = 3072,
-        num_heads: int = 12,
-        num_classes: int = 1000,
-        attn_dropout: float = 0.0,
-        proj_dropout: float = 0.1,
-        mlp_dropout: float = 0.1,
-        embedding_dropout: float = 0.1,
-        drop_path_rate: float = 0.0,
-        qkv_bias: bool = True,
-        pool: str = "cls",
-        representation_size: Optional[int] = None,
-        fused_attention: bool = True,
-        stem_channels: Optional[Sequence[int]] = None,
-    ) -> None:
+    def __init__(self, img_size: ImageSize = 224, in_channels: int = 3, patch_size: int = 16,
+                 num_transformer_layers: int = 12, embedding_dim: int = 768, mlp_size: int = 3072, num_heads: int = 12,
+                 num_classes: int = 1000, attn_dropout: float = 0.0, proj_dropout: float = 0.1,
+                 mlp_dropout: float = 0.1, embedding_dropout: float = 0.1, drop_path_rate: float = 0.0,
+                 qkv_bias: bool = True, pool: str = "cls", representation_size: Optional[int] = None,
+                 fused_attention: bool = True, stem_channels: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         height, width = to_pair(img_size, name="img_size")
         if pool not in ("cls", "mean"):
@@ -266,11 +245,9 @@ class ViT(nn.Module):
         """Equations 1-4 up to LN: images [B, C, H, W] -> tokens [B, N + 1, D] (and each layer's attention)."""
         if x.ndim == 4 and tuple(x.shape[-2:]) != self.img_size:
             height, width = self.img_size
-            raise ValueError(
-                f"This ViT was built for {height} x {width} images but got {x.shape[-2]} x {x.shape[-1]}. "
-                f"Resize the input (e.g. transforms.Resize(({height}, {width}))) or build the model with "
-                f"img_size=({x.shape[-2]}, {x.shape[-1]})."
-            )
+            raise ValueError(f"This ViT was built for {height} x {width} images but got {x.shape[-2]} x {x.shape[-1]}. "
+                             f"Resize the input (e.g. transforms.Resize(({height}, {width}))) or build the model "
+                             f"with img_size=({x.shape[-2]}, {x.shape[-1]}).")
         x = self.patch_embedding(self.stem(x))
         class_token = self.class_token.expand(x.shape[0], -1, -1)
         x = self.embedding_dropout(torch.cat((class_token, x), dim=1) + self.position_embedding)
@@ -310,11 +287,8 @@ VIT_PRESETS: dict[str, dict[str, int]] = {
 
 
 def create_vit(name: str, num_classes: int = 1000, **overrides) -> ViT:
-    """Build a ``VIT_PRESETS`` model by name, e.g. ``create_vit("vit_b_16", num_classes=3, img_size=96)``.
-
-    Raises:
-        ValueError: for an unknown preset name.
-    """
+    """Build a ``VIT_PRESETS`` model by name, e.g. ``create_vit("vit_b_16", num_classes=3, img_size=96)``;
+    ValueError for an unknown name."""
     if name not in VIT_PRESETS:
         raise ValueError(f"Unknown ViT preset {name!r}. Choose one of: {', '.join(VIT_PRESETS)}.")
     return ViT(**{**VIT_PRESETS[name], "num_classes": num_classes, **overrides})

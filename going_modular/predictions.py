@@ -1,8 +1,5 @@
-"""Predict on image files with a trained classifier and plot the results (notebooks 06 and 07).
-
-The ZTM course's ``pred_and_plot_image``; ``predict`` for many images in batches, ``plot_predictions`` to show
-them as a grid, and a confusion matrix. Images are opened with ``data_setup.load_image`` (upright RGB).
-"""
+"""Predict on image files with a trained classifier and plot the results (notebooks 06 and 07): the ZTM course's
+``pred_and_plot_image``, ``predict`` in batches, ``plot_predictions`` as a grid, and a confusion matrix."""
 from __future__ import annotations
 
 import itertools
@@ -29,19 +26,11 @@ class Prediction(NamedTuple):
     pred_prob: float
 
 
-def pred_and_plot_image(
-    model: torch.nn.Module,
-    class_names: Sequence[str],
-    image_path: PathLike,
-    image_size: ImageSize = (224, 224),
-    transform: Optional[Transform] = None,
-    device: Device = None,
-) -> tuple[str, float]:
-    """Predict one image file's class and plot the image titled with it; returns (class, probability).
-
-    The figure stays the current matplotlib figure (a notebook shows it; a script calls ``plt.show()``).
-    See :func:`predict` for the arguments and errors.
-    """
+def pred_and_plot_image(model: torch.nn.Module, class_names: Sequence[str], image_path: PathLike,
+                        image_size: ImageSize = (224, 224), transform: Optional[Transform] = None,
+                        device: Device = None) -> tuple[str, float]:
+    """Predict one image file's class and plot the image titled with it, in the current matplotlib figure; returns
+    (class, probability). Arguments and errors as :func:`predict`'s."""
     (prediction,) = predict(model, [image_path], class_names, transform, image_size, device=device)
     plt.figure()
     plt.imshow(load_image(image_path))
@@ -50,23 +39,15 @@ def pred_and_plot_image(
     return prediction.pred_class, prediction.pred_prob
 
 
-def predict(
-    model: torch.nn.Module,
-    image_paths: Iterable[PathLike],
-    class_names: Sequence[str],
-    transform: Optional[Transform] = None,
-    image_size: ImageSize = (224, 224),
-    batch_size: int = 32,
-    device: Device = None,
-) -> list[Prediction]:
+def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names: Sequence[str],
+            transform: Optional[Transform] = None, image_size: ImageSize = (224, 224), batch_size: int = 32,
+            device: Device = None) -> list[Prediction]:
     """Predict the class of each image file, ``batch_size`` images at a time, in input order.
 
     Args:
         model: a classifier giving ``[batch, len(class_names)]`` logits; its train/eval mode is kept.
-        class_names: the class names, in the order of the model's outputs.
-        transform: the transform the model was trained with (e.g. ``weights.transforms()``); when None,
-            the course's ``data_setup.manual_transforms(image_size)``.
-        device: where to run the model (it is moved there); when None, where its parameters are.
+        transform: the one the model was trained with; None: ``data_setup.manual_transforms(image_size)``.
+        device: where to run the model (it is moved there); None: where its parameters are.
 
     Raises:
         FileNotFoundError: an image file does not exist.
@@ -111,19 +92,13 @@ def _probabilities(model: torch.nn.Module, images: torch.Tensor, class_names: Se
     return torch.softmax(logits, dim=1).cpu()
 
 
-def plot_predictions(
-    predictions: Sequence[Prediction],
-    true_classes: Optional[Sequence[str]] = None,
-    ncols: int = 4,
-    title: Optional[str] = None,
-    panel_size: float = 2.2,
-    max_pixels: int = 224,
-) -> Figure:
+def plot_predictions(predictions: Sequence[Prediction], true_classes: Optional[Sequence[str]] = None, ncols: int = 4,
+                     title: Optional[str] = None, panel_size: float = 2.2, max_pixels: int = 224) -> Figure:
     """Show predictions as a grid of photos titled "true: X" over "pred: Y (p)", green if right, red if wrong.
 
     Args:
-        true_classes: when None, the folder holding each photo (the course's ``train/pizza/x.jpg`` layout).
-        panel_size: width of each photo's panel in inches (each row gets room for its two-line titles).
+        true_classes: None: the folder holding each photo (the course's ``train/pizza/x.jpg`` layout).
+        panel_size: width of each photo's panel in inches.
         max_pixels: photos are shrunk to at most this many pixels a side, to keep notebooks light.
 
     Raises:
@@ -140,10 +115,8 @@ def plot_predictions(
         raise ValueError(f"Got {len(predictions)} predictions but {len(true_classes)} true_classes.")
     ncols = min(ncols, len(predictions))
     nrows = math.ceil(len(predictions) / ncols)
-    figure, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.5) * nrows + (0.4 if title else 0.0)),
-        squeeze=False, layout="constrained",
-    )
+    figure, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
+                                figsize=(panel_size * ncols, (panel_size + 0.5) * nrows + (0.4 if title else 0.0)))
     for axis in axes.flat:
         axis.axis("off")
     for axis, prediction, true_class in zip(axes.flat, predictions, true_classes):
@@ -159,11 +132,8 @@ def plot_predictions(
 
 def confusion_matrix(true_labels: Union[torch.Tensor, Sequence[int]], pred_labels: Union[torch.Tensor, Sequence[int]],
                      num_classes: int) -> torch.Tensor:
-    """An int64 [K, K] count of each true class (row) predicted as each class (column).
-
-    Raises:
-        ValueError: the two have different lengths, or a label is outside 0 .. K - 1.
-    """
+    """An int64 [K, K] count of each true class (row) predicted as each class (column); ValueError when the two
+    differ in length or a label is outside 0 .. K - 1."""
     true_labels = torch.as_tensor(true_labels).long().flatten()
     pred_labels = torch.as_tensor(pred_labels).long().flatten()
     if len(true_labels) != len(pred_labels):
@@ -176,11 +146,8 @@ def confusion_matrix(true_labels: Union[torch.Tensor, Sequence[int]], pred_label
 
 
 def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str], title: Optional[str] = None) -> Figure:
-    """Draw a [K, K] confusion matrix with every count in its cell (default title: photo count and accuracy).
-
-    Raises:
-        ValueError: ``matrix`` is not [K, K] for the K class names.
-    """
+    """Draw a [K, K] confusion matrix with every count in its cell (default title: photo count and accuracy);
+    ValueError unless ``matrix`` is [K, K] for the K class names."""
     size = len(class_names)
     matrix = torch.as_tensor(matrix).cpu()
     if tuple(matrix.shape) != (size, size):

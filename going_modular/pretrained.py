@@ -4,7 +4,7 @@
                  create_vit_feature_extractor              torchvision's ViT-B/16, backbone frozen, a new head
     section 3.2  resize_position_embedding                 position embeddings interpolated to a new patch grid
     timm         vit_from_timm_state_dict                  a timm-layout state dict -> the course's ViT
-                 load_pretrained_vit                       named weights (``PRETRAINED_WEIGHTS``), local or downloaded
+                 load_pretrained_vit                       named weights (``PRETRAINED_WEIGHTS``) at any resolution
     ImageNet     imagenet_class_names                      the names of an ImageNet head's 1000 outputs
 """
 from __future__ import annotations
@@ -76,9 +76,8 @@ _TORCHVISION_NAMES = [
 
 
 def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
-    """The course's ViT holding the weights of a torchvision VisionTransformer (any depth, width, image size, patch
-    size or classes, e.g. ``vit_b_16(weights="DEFAULT")``), in its training/eval mode, on its device and dtype.
-    In eval mode both give the same logits.
+    """The course's ViT holding the weights of a torchvision VisionTransformer (any size, e.g.
+    ``vit_b_16(weights="DEFAULT")``), in its training/eval mode, on its device and dtype; the same logits in eval mode.
 
     Raises:
         TypeError: ``tv_model`` is not a torchvision VisionTransformer.
@@ -146,10 +145,7 @@ def create_vit_feature_extractor(
     """``(model, transforms)``: torchvision's ViT-B/16 with ``weights`` (a ``ViT_B_16_Weights`` or its name; None:
     random), backbone frozen, a new zero-initialised trainable head (3 classes: 768 * 3 + 3 = 2,307 parameters), and
     the preprocessing the weights were trained with. ``model.pretrained`` says whether the weights loaded.
-
-    Args:
-        allow_random_weights: if the weights cannot be downloaded, continue with random weights and a
-            ``RandomWeightsWarning`` instead of raising. Off by default: never silently.
+    ``allow_random_weights``: when the download fails, continue with random weights and a ``RandomWeightsWarning``.
 
     Raises:
         PretrainedWeightsUnavailableError: the download failed and ``allow_random_weights`` is False.
@@ -184,12 +180,8 @@ def create_vit_feature_extractor(
 def resize_position_embedding(position_embedding: torch.Tensor, grid_size: ImageSize) -> torch.Tensor:
     """Resize learned position embeddings [1, 1 + N, D] to [1, 1 + rows * columns, D] (the input itself when the
     grid is unchanged), section 3.2: "we perform 2D interpolation of the pre-trained position embeddings, according
-    to their location in the original image" (bicubic; the class token's, first, is kept). 224 -> 384 pixels with
-    P = 16 is a 14 x 14 -> 24 x 24 grid.
-
-    Raises:
-        ValueError: the input is not [1, 1 + N, D] with N a square number, or ``grid_size`` is not positive.
-    """
+    to their location in the original image" (bicubic; the class token's is kept). ValueError unless the input is
+    [1, 1 + N, D] with N a square number and ``grid_size`` is positive."""
     rows, columns = to_pair(grid_size, name="grid_size")
     if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
         raise ValueError(f"Expected a position embedding shaped [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
@@ -255,8 +247,8 @@ def _timm_architecture(state_dict: Mapping[str, torch.Tensor], num_heads: Option
 
 
 def _load_timm(model: ViT, state_dict: Mapping[str, torch.Tensor], keep_head: bool) -> None:
-    """Load timm-layout tensors with ``load_state_dict(strict=True)``, whose RuntimeError names every missing,
-    unexpected or mis-shaped tensor; without ``keep_head`` the model's own (zero) head stays."""
+    """Load timm-layout tensors strictly (RuntimeError naming every misfit); without ``keep_head`` the model's own
+    (zero) head stays."""
     renamed = _rename(state_dict, _TIMM_NAMES, reverse=True)
     if not keep_head:
         renamed = {name: tensor for name, tensor in renamed.items() if not name.startswith("head.")}
@@ -271,15 +263,12 @@ def vit_from_timm_state_dict(
 
     timm names the parts of equations 1-4 ``patch_embed.proj`` (E), ``cls_token`` (x_class), ``pos_embed`` (E_pos),
     ``blocks.{i}.norm1 / attn.qkv / attn.proj`` (2), ``blocks.{i}.norm2 / mlp.fc1 / mlp.fc2`` (3), ``norm`` (4's LN)
-    and ``head``. With the same tensors the model gives torchvision's ``VisionTransformer``'s logits.
+    and ``head``.
 
     Args:
-        state_dict: as ``safetensors.torch.load_file`` returns it; any float dtype (copied into float32).
-        num_classes: None keeps the checkpoint's head; a number attaches a new zero-initialised head of that many
-            outputs: "we remove the pre-trained prediction head and attach a zero-initialized D x K feedforward
-            layer" (section 3.2).
-        num_heads: heads of every MSA block, which the tensors do not determine; None takes those of the
-            ``VIT_PRESETS`` preset of the same width D (192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16).
+        num_classes: None keeps the checkpoint's head; a number attaches a new zero-initialised head: "we remove the
+            pre-trained prediction head and attach a zero-initialized D x K feedforward layer" (section 3.2).
+        num_heads: which the tensors do not determine; None: those of the ``VIT_PRESETS`` preset of the same width D.
 
     Raises:
         ValueError: a tensor is missing, left over (e.g. timm's ``fc_norm``) or mis-shaped, the message naming it;
@@ -302,9 +291,8 @@ def vit_from_timm_state_dict(
 
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """One set of pretrained weights: the ``url`` of its file (safetensors, timm's layout; ``file_name`` in the weights
-    folder), the ``ViT`` keyword arguments its tensors fit (``architecture``), the preprocessing it expects (the short
-    side resized to ``resize_size``, the centre cropped, normalised) and a line on its ``source`` for results."""
+    """One set of pretrained weights: its file (safetensors, timm's layout), the ``ViT`` keyword arguments its tensors
+    fit, the preprocessing it expects (short side resized, centre cropped, normalised) and a line on its source."""
 
     url: str
     file_name: str
@@ -346,9 +334,8 @@ PRETRAINED_WEIGHTS: dict[str, PretrainedWeights] = {
 
 
 def pretrained_weights_path(name: str = "vit_ti_16_augreg") -> Path:
-    """Where ``load_pretrained_vit`` looks for the named weights, and downloads them to: in
-    ``settings.get_weights_dir()`` (env ``VIT_COURSE_WEIGHTS_DIR``, else the repository's git-ignored ``weights/``,
-    else ``./weights``). Raises ValueError for a name that is not a key of ``PRETRAINED_WEIGHTS``."""
+    """Where ``load_pretrained_vit`` looks for the named weights, and downloads them to, in
+    ``settings.get_weights_dir()``; ValueError for a name that is not a key of ``PRETRAINED_WEIGHTS``."""
     if name not in PRETRAINED_WEIGHTS:
         raise ValueError(f"Unknown pretrained weights {name!r}. Choose one of: {', '.join(PRETRAINED_WEIGHTS)}.")
     return settings.get_weights_dir() / PRETRAINED_WEIGHTS[name].file_name
@@ -367,40 +354,40 @@ def _read_weights(name: str, entry: PretrainedWeights, path: Path) -> dict[str, 
             f"The pretrained weights {name!r} are not on this machine and could not be downloaded ({error}). "
             f"Either run where the internet is reachable (e.g. Colab), or download {entry.url} with a browser "
             f"and save it as {path}, or set {settings.WEIGHTS_DIR_ENV} to a folder that holds {entry.file_name}. "
-            f"There is no fallback to random weights."
-        ) from error
+            f"There is no fallback to random weights.") from error
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
         raise PretrainedWeightsFileError(
             f"{path} is not a readable safetensors file ({error}); it is probably damaged or an incomplete download. "
-            f"Delete it and load again to download a fresh copy."
-        ) from error
+            f"Delete it and load again to download a fresh copy.") from error
 
 
 def load_pretrained_vit(
     name: str = "vit_ti_16_augreg", num_classes: Optional[int] = None, device: Union[str, torch.device, None] = None,
-    freeze_backbone: bool = True,
+    freeze_backbone: bool = True, img_size: Optional[ImageSize] = None,
 ) -> tuple[ViT, torchvision.transforms.Compose]:
     """The course's ViT (eval mode) holding named pretrained weights, and the transform from a PIL image to its input.
-    The file, at ``pretrained_weights_path(name)`` (downloaded there first when missing, atomically), must hold exactly
-    the tensors of the registry's architecture. It never falls back to random weights.
+    The file, at ``pretrained_weights_path(name)`` (downloaded there first when missing), must hold exactly the
+    tensors of the registry's architecture; never random weights. The model keeps the weights' dropout, 0: with
+    ``create_vit``'s 0.1, ViT-Ti/16 at 384 px barely learned (benchmarks/README.md).
 
     Args:
-        num_classes: None keeps the pretrained head (1000 ImageNet classes, ``imagenet_class_names()``); a number
-            attaches a new zero-initialised head with that many outputs (section 3.2).
-        freeze_backbone: freeze every parameter but the head's, notebook 06's feature extractor (ViT-Ti with 3
-            classes trains 192 * 3 + 3 = 579 parameters); False fine-tunes the whole model, as the paper does.
+        num_classes: None keeps the pretrained head (``imagenet_class_names()``); a number attaches a new
+            zero-initialised head (section 3.2).
+        freeze_backbone: train only the head, notebook 06's feature extractor; False fine-tunes every weight.
+        img_size: the resolution to fine-tune at; None: the weights' own (224). Another one gets the position
+            embeddings interpolated to its patch grid (``resize_position_embedding``, section 3.2); ``transforms``
+            stay the weights' own.
 
     Raises:
-        ValueError: ``name`` is not a key of ``PRETRAINED_WEIGHTS``.
+        ValueError: ``name`` is not a key of ``PRETRAINED_WEIGHTS``, or ``img_size`` does not cut into patches.
         PretrainedWeightsUnavailableError: no local file and the download failed; the message says where to put it.
-        PretrainedWeightsFileError: the file is damaged, not safetensors, or holds other tensors; the message names
-            it and says to delete it.
+        PretrainedWeightsFileError: the file is damaged, not safetensors, or holds other tensors.
     """
     path, entry = pretrained_weights_path(name), PRETRAINED_WEIGHTS[name]
-    new_head = {} if num_classes is None else {"num_classes": num_classes}
-    model = ViT(**{**entry.architecture, **new_head}, **_NO_DROPOUT)
+    architecture = {**entry.architecture, **({} if num_classes is None else {"num_classes": num_classes})}
+    model = ViT(**architecture, **_NO_DROPOUT)
     state_dict = _read_weights(name, entry, path)  # before the try: its errors are clear already
     try:
         _load_timm(model, state_dict, keep_head=num_classes is None)
@@ -409,6 +396,11 @@ def load_pretrained_vit(
             f"{path} does not hold the tensors of {dict(entry.architecture)} in timm's layout ({error}). It may be "
             f"another model's file or a damaged download: delete it and load again to download a fresh copy."
         ) from error
+    if img_size is not None and to_pair(img_size) != to_pair(entry.image_size):  # loaded as trained, then moved
+        state_dict = model.state_dict()
+        model = ViT(**{**architecture, "img_size": img_size}, **_NO_DROPOUT)
+        state_dict["position_embedding"] = resize_position_embedding(state_dict["position_embedding"], model.grid_size)
+        model.load_state_dict(state_dict)
     model.eval().requires_grad_(not freeze_backbone)
     model.head.requires_grad_(True)
     return (model.to(device) if device is not None else model), entry.transforms()
@@ -416,5 +408,5 @@ def load_pretrained_vit(
 
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names in a pretrained head's order ("pizza" is 963), from torchvision's weights
-    metadata (``ViT_B_16_Weights.IMAGENET1K_V1.meta["categories"]``): nothing is downloaded."""
+    metadata: nothing is downloaded."""
     return list(torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1.meta["categories"])

@@ -1,6 +1,7 @@
-"""Train a ViT on an image-folder dataset (pizza_steak_sushi by default) from the command line.
+"""Train a ViT (or the CNN it is measured against) on an image-folder dataset, pizza_steak_sushi by default.
 
     python -m going_modular.train --model vit_ti_16 --epochs 1
+    python -m going_modular.train --recipe finetune --val-dir auto     # the pretrained ViT-Ti/16, every weight
     torchrun --nproc_per_node=4 -m going_modular.train --model vit_s_16 --epochs 100   # data-parallel
 
 It writes the weights, a results JSON and a loss-curve PNG to --output-dir, and after every epoch a
@@ -20,21 +21,26 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
 
-from going_modular import data_setup, engine, model_builder, utils
+from going_modular import data_setup, engine, model_builder, pretrained, utils
 from going_modular.common import settings
 from going_modular.training import checkpoint, distributed, recipe, validation_split
-from going_modular.training.data import MixUpCutMix, RepeatedAugmentationSampler, preloaded
+from going_modular.training.data import (MixUpCutMix, RepeatedAugmentationSampler, SubsetSampler, balanced_subset,
+                                         preloaded)
 from going_modular.figures.plotting import plot_loss_curves
 
 
 # Mistakes a person can make on the command line or with the data: reported in one line, exit status 2.
 USER_ERRORS = (FileNotFoundError, PermissionError, ConnectionError, data_setup.DownloadError, data_setup.DataError,
-               checkpoint.ResumeError, utils.CheckpointError)
+               checkpoint.ResumeError, utils.CheckpointError, pretrained.PretrainedWeightsUnavailableError)
 # Settings that may change between a run and its resumption: where the outputs go and how fast it runs.
 RESUMABLE_CHANGES = ("resume", "device", "num_workers", "preload_eval", "output_dir", "model_name")
+# The CNN that benchmarks/data_sweep.py sets against the ViT (section 4.3): torchvision's ResNet-18 from scratch, the
+# smallest standard ResNet (11.2 M parameters and 0.67 GFLOPs a 96-pixel image; the hybrid ViT 2.9 M and 0.24).
+CNN_MODELS = {"resnet18": torchvision.models.resnet18}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +77,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = _parser(recipe_parser, values)
     parser.set_defaults(**{**values, "warmup_epochs": None})
     args = parser.parse_args(argv)
+    if args.model not in model_builder.VIT_PRESETS:  # a CNN or pretrained weights: no ViT flag applies
+        given = vars(_parser(recipe_parser, values, argument_default=argparse.SUPPRESS).parse_args(argv))
+        misplaced = [f"--{name.replace('_', '-')}" for name in recipe.VIT_FLAGS if name in given]
+        if misplaced:
+            parser.error(f"--model {args.model} brings its own architecture and dropout: leave out "
+                         f"{', '.join(misplaced)}")
+        vars(args).update(dict.fromkeys(recipe.VIT_FLAGS))
     if args.warmup_epochs is None:  # with --epochs alone, the recipe's share of warmup
         args.warmup_epochs = recipe.scaled_warmup_epochs(values, args.epochs)
     if args.stem_channels == [0]:
@@ -81,13 +94,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any]) -> argparse.ArgumentParser:
+def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any], **options: Any) -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m going_modular.train", parents=[recipe_parser], formatter_class=_HelpFormatter,
                      description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset.",
-                     epilog=_recipes_epilog())
+                     epilog=_recipes_epilog(), **options)
     group = parser.add_argument_group("data")
     group.add_argument("--data-dir", type=Path, help="A folder of train/<class>/ and test/<class>/ images; None: "
                        "pizza_steak_sushi in the course data directory, downloaded when missing.")
+    group.add_argument("--train-dir", type=Path, help="Training images, <dir>/<class>/<image>; None: <data-dir>/train.")
+    group.add_argument("--train-subset", type=int, metavar="N", help="Train on N of the training photos, classes "
+                       "balanced and nested: with one --seed, a smaller N's photos are among a larger N's "
+                       "(training.data.balanced_subset). An epoch keeps the folder's length: any N, as many steps.")
     group.add_argument("--val-dir", help="Validation images, <dir>/<class>/<image>, evaluated every epoch to choose "
                        "settings by. 'auto': pizza_steak_sushi's (going_modular.training.validation_split).")
     group.add_argument("--image-size", type=int, help="Images are resized to this height and width.")
@@ -98,7 +115,9 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any]) -> a
     group.add_argument("--preload-eval", action=argparse.BooleanOptionalAction, default=True,
                        help="Keep the resized test and validation images in memory (training.data.preloaded).")
     group = parser.add_argument_group("model")
-    group.add_argument("--model", choices=sorted(model_builder.VIT_PRESETS), help="ViT preset: width and heads.")
+    group.add_argument("--model", choices=[*model_builder.VIT_PRESETS, *CNN_MODELS, *pretrained.PRETRAINED_WEIGHTS],
+                       help="ViT preset (width and heads); resnet18: torchvision's, from scratch; vit_ti_16_augreg: "
+                            "the pretrained ViT-Ti/16 with a new head, every weight trained (pretrained.py).")
     group.add_argument("--patch-size", type=int, help="Patch size P; None: the preset's.")
     group.add_argument("--num-transformer-layers", type=int, help="Depth L; None: the preset's.")
     group.add_argument("--stem-channels", type=int, nargs="+", metavar="C", help="The hybrid model (section 3.1): "
@@ -106,8 +125,10 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any]) -> a
     group.add_argument("--pool", choices=("cls", "mean"), help="Classify the class token or the tokens' mean (D.3).")
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, help="Passes over the training data.")
-    group.add_argument("--lr", type=float, help="Peak learning rate of AdamW.")
-    group.add_argument("--weight-decay", type=float, help="AdamW's weight decay (not on biases, norms, embeddings).")
+    group.add_argument("--optimizer", choices=recipe.OPTIMIZERS, help="adamw: the paper's pre-training (B.1); sgd, "
+                       "momentum 0.9: its fine-tuning (B.1.1).")
+    group.add_argument("--lr", type=float, help="Peak learning rate.")
+    group.add_argument("--weight-decay", type=float, help="Weight decay (not on biases, norms, embeddings).")
     group.add_argument("--warmup-epochs", type=int, help=f"Linear warmup; None: the recipe's share of --epochs "
                        f"({values['warmup_epochs']} of {values['epochs']}), rounded.")
     group.add_argument("--lr-decay", choices=recipe.DECAY_SCHEDULES, help="Decay after warmup, per step.")
@@ -140,30 +161,32 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any]) -> a
 
 def _check_args(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with the flags that torch and the model would take without a word, or None."""
-    for name in ("epochs", "accumulation_steps", "num_transformer_layers", "max_batches", "repeated_augmentation"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
+    counts = ("epochs", "accumulation_steps", "num_transformer_layers", "max_batches", "repeated_augmentation",
+              "train_subset")
     rules = [  # (flag, whether its value is allowed, the rule): values torch takes, and trains nothing with
+        *((name, getattr(args, name) is None or getattr(args, name) >= 1, "must be at least 1") for name in counts),
         ("lr", args.lr > 0, "must be positive"),
         ("label_smoothing", 0 <= args.label_smoothing < 1, "must be at least 0 and below 1"),
-        ("drop_path_rate", 0 <= args.drop_path_rate < 1, "must be at least 0 and below 1"),
-        ("dropout", 0 <= args.dropout < 1, "must be at least 0 and below 1"),
+        ("drop_path_rate", 0 <= (args.drop_path_rate or 0) < 1, "must be at least 0 and below 1"),
+        ("dropout", 0 <= (args.dropout or 0) < 1, "must be at least 0 and below 1"),
         ("randaugment_magnitude", 0 <= args.randaugment_magnitude <= 30, "must be between 0 and 30"),
         ("max_grad_norm", args.max_grad_norm is None or args.max_grad_norm >= 0, "must be at least 0 (0: off)"),
         ("warmup_epochs", 0 <= args.warmup_epochs <= args.epochs, f"must be between 0 and --epochs ({args.epochs})"),
         ("ema_decay", 0 <= args.ema_decay < 1, "must be at least 0 (off) and below 1"),
+        ("stem_channels", args.stem_channels is None or min(args.stem_channels) >= 1, "must all be at least 1"),
     ]
     for name, allowed, rule in rules:
         if not allowed:
             return f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
-    if args.stem_channels is not None and min(args.stem_channels) < 1:
-        return f"--stem-channels must all be at least 1, got {args.stem_channels}"
     if args.repeated_augmentation > 1 and distributed.launched_by_torchrun():
         return ("--repeated-augmentation works in a single process; under torchrun every process shuffles its own "
                 "shard (DistributedSampler). Leave it at 1, or train without torchrun")
-    if args.val_dir == "auto" and args.data_dir is not None:
-        return ("--val-dir auto is the validation split of the course's pizza_steak_sushi; with your own --data-dir, "
-                "give --val-dir the folder of your validation images")
+    if args.train_subset and (args.repeated_augmentation > 1 or distributed.launched_by_torchrun()):
+        return ("--train-subset chooses every epoch's photos itself, in a single process: leave it out under torchrun "
+                "or with --repeated-augmentation")
+    if args.val_dir == "auto" and (args.data_dir is not None or args.train_dir is not None):
+        return ("--val-dir auto is the validation split of the course's pizza_steak_sushi; with your own --data-dir "
+                "or --train-dir (the 20 % split's holds 255 of its photos), give --val-dir a folder of other photos")
     if args.device is not None:
         try:
             device = torch.device(args.device)
@@ -225,8 +248,9 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     try:  # a setting that torch, torchvision or the model refuses: their message, in one line
         train_dataloader, test_dataloader, val_dataloader, class_names = _dataloaders(args, data_dir, val_dir)
-        num_train_images, num_test_images = len(train_dataloader.dataset), len(test_dataloader.dataset)
-        model = model_builder.create_vit(args.model, len(class_names), **recipe.model_overrides(vars(args))).to(device)
+        num_train_images = args.train_subset or len(train_dataloader.dataset)
+        num_test_images = len(test_dataloader.dataset)
+        model = _create_model(args, len(class_names)).to(device)
         trained_model = model
         if context is not None:
             utils.set_seeds(args.seed + context.rank)  # different augmentation and dropout in each process
@@ -283,6 +307,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     results = {
         "metrics": history, "steps": record["steps"], "config": config, "class_names": class_names,
         "num_train_images": num_train_images, "num_test_images": num_test_images,
+        "train_photos": _subset_photos(train_dataloader) if args.train_subset else None,
         "num_val_images": len(val_dataloader.dataset) if val_dataloader is not None else 0,
         "data_dir": str(data_dir), "val_dir": str(val_dir) if val_dir is not None else None,
         "device": str(device), "world_size": world_size, "seed": args.seed,
@@ -292,7 +317,6 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     }
     if main_process:
         averaged_model = optimisation["averaged_model"]
-        args.output_dir.mkdir(parents=True, exist_ok=True)
         model_path = utils.save_model(averaged_model.module if averaged_model is not None else model, args.output_dir,
                                       f"{name}.pth")
         utils.save_json(results, args.output_dir / f"{name}_results.json")
@@ -304,36 +328,53 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     return results
 
 
+def _create_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
+    """The --model: a CNN from scratch, pretrained weights at --image-size with a new head and every weight trainable
+    (section 3.2; their own dropout, 0), or a ViT preset from scratch shaped by the ViT flags."""
+    if args.model in CNN_MODELS:
+        return CNN_MODELS[args.model](weights=None, num_classes=num_classes)
+    if args.model in pretrained.PRETRAINED_WEIGHTS:
+        return pretrained.load_pretrained_vit(args.model, num_classes, freeze_backbone=False,
+                                              img_size=args.image_size)[0]
+    return model_builder.create_vit(args.model, num_classes, **recipe.model_overrides(vars(args)))
+
+
 def _dataloaders(
     args: argparse.Namespace, data_dir: Path, val_dir: Optional[Path]
 ) -> tuple[DataLoader, DataLoader, Optional[DataLoader], list[str]]:
-    """(train, test, validation or None, class names), with the --augment, --mixup-alpha/--cutmix-alpha and
-    --repeated-augmentation choices."""
+    """(train, test, validation or None, class names), with the --train-dir, --train-subset, --augment,
+    --mixup-alpha/--cutmix-alpha and --repeated-augmentation choices."""
     train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
-    train_images = data_setup.image_folder(data_dir / "train", None, "train")  # classes and size, for mix and sampler
+    train_dir = args.train_dir or data_dir / "train"
+    train_images = data_setup.image_folder(train_dir, None, "train")  # classes, labels and size, for mix and sampler
     mix = (MixUpCutMix(len(train_images.classes), mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha)
            if args.mixup_alpha or args.cutmix_alpha else None)
     sampler = (RepeatedAugmentationSampler(len(train_images), args.repeated_augmentation)
                if args.repeated_augmentation > 1 else None)
+    if args.train_subset:
+        sampler = SubsetSampler(balanced_subset(train_images.targets, args.train_subset, args.seed), len(train_images))
     train_dataloader, test_dataloader, class_names = data_setup.create_dataloaders(
-        data_dir / "train", data_dir / "test", train_transform, args.batch_size, num_workers=args.num_workers,
+        train_dir, data_dir / "test", train_transform, args.batch_size, num_workers=args.num_workers,
         test_transform=test_transform, drop_last=args.drop_last, train_sampler=sampler, train_collate_fn=mix,
     )
-    val_dataloader = None
-    if val_dir is not None:
-        val_dataloader = validation_split.create_validation_dataloader(
-            val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
+    val_dataloader = None if val_dir is None else validation_split.create_validation_dataloader(
+        val_dir, test_transform, args.batch_size, class_names, num_workers=args.num_workers)
     if args.preload_eval:
         test_dataloader = preloaded(test_dataloader)
-        if val_dataloader is not None:
-            val_dataloader = preloaded(val_dataloader)
+        val_dataloader = preloaded(val_dataloader) if val_dataloader is not None else None
     return train_dataloader, test_dataloader, val_dataloader, class_names
+
+
+def _subset_photos(train_dataloader: DataLoader) -> list[str]:
+    """The --train-subset's photos, <class>/<file name>: what a benchmark checks its scoring photos against."""
+    return [str(Path(train_dataloader.dataset.samples[index][0]).relative_to(train_dataloader.dataset.root))
+            for index in train_dataloader.sampler.indices]
 
 
 def _optimisation(args: argparse.Namespace, model: nn.Module, train_dataloader: DataLoader,
                   device: torch.device) -> dict[str, Any]:
-    """What changes the weights, saved in a checkpoint besides them: AdamW, the lr schedule, grad scaler and EMA."""
-    optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
+    """What changes the weights, saved in a checkpoint besides them: optimiser, lr schedule, grad scaler and EMA."""
+    optimizer = recipe.create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer)
     steps_per_epoch = math.ceil(engine.num_batches(train_dataloader, args.max_batches) / args.accumulation_steps)
     scheduler = recipe.create_scheduler(optimizer, total_steps=steps_per_epoch * args.epochs,
                                         warmup_steps=steps_per_epoch * args.warmup_epochs, decay=args.lr_decay)

@@ -1,7 +1,5 @@
-"""The ZTM course's ``utils.py``: save and load models, set seeds, choose a device.
-
-Saves are atomic (a crash never leaves a half-written file); loads never unpickle code (``weights_only=True``).
-"""
+"""The ZTM course's ``utils.py``: save and load models, set seeds, choose a device. Saves are atomic (a crash never
+leaves a half-written file); loads never unpickle code (``weights_only=True``)."""
 from __future__ import annotations
 
 import json
@@ -61,9 +59,8 @@ def save_json(data: Mapping, path: PathLike) -> Path:
 
 def load_model(model: torch.nn.Module, model_path: PathLike,
                device: Optional[Union[torch.device, str]] = None) -> torch.nn.Module:
-    """Load weights saved by :func:`save_model` (or by a wrapped model, or ``going_modular.train``) into ``model``.
-
-    ``model`` is moved to ``device`` when one is given, and left unchanged when the weights do not fit.
+    """Load weights saved by :func:`save_model` (or by a wrapped model, or ``going_modular.train``) into ``model``,
+    moved to ``device`` when one is given; left unchanged when the weights do not fit.
 
     Raises:
         FileNotFoundError: there is no file at ``model_path``.

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+sys.path.insert(0, str(BENCHMARK.parent))  # as when a benchmark runs as a script: its shared training_runs module
 
 
 def test_throughput_benchmark_runs_on_a_tiny_model():

@@ -173,3 +173,15 @@ def test_plot_augmentations_shows_the_photo_then_random_versions_undoing_the_nor
     assert any(not np.allclose(samples[0], other) for other in samples[1:])  # random: not all the same
     with pytest.raises(ValueError, match="num_samples must be at least 1"):
         plotting.plot_augmentations(photo, data_setup.train_transforms(32), num_samples=0)
+
+
+def test_plot_accuracy_against_photos_draws_each_models_mean_and_spread_on_a_log_axis():
+    accuracies = {"resnet18": {28: [0.5, 0.6], 225: [0.7, 0.7]}, "vit": {28: [0.4], 225: [0.55, 0.65]}}
+    axis = plotting.plot_accuracy_against_photos(accuracies, title="from scratch")
+    assert axis.get_xscale() == "log" and axis.get_title() == "from scratch"
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert list(lines["resnet18"].get_xdata()) == [28, 225]
+    assert list(lines["resnet18"].get_ydata()) == pytest.approx([0.55, 0.7])
+    band = axis.collections[0].get_paths()[0].vertices[:, 1]  # mean +- the sample standard deviation
+    assert band.min() == pytest.approx(0.55 - 0.1 / 2 ** 0.5) and band.max() == pytest.approx(0.7)
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["28", "225"]

@@ -4,6 +4,10 @@ Offline and fast: downloads are simulated (requests.get is replaced), tiny timm-
 here, and the tests on the real ViT-Ti/16 weights skip with a reason when the file is not staged
 (``.ci/run`` copies it from ../shared/weights/ to where ``settings.get_weights_dir()`` finds it).
 """
+import importlib
+import json
+import math
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -15,10 +19,11 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from going_modular import pretrained
+from going_modular import features, pretrained, train
 from going_modular.common import settings
 from going_modular.data_setup import load_image
 from going_modular.model_builder import ViT
+from going_modular.training import recipe
 from going_modular.pretrained import (
     PretrainedWeights,
     PretrainedWeightsFileError,
@@ -508,3 +513,118 @@ def test_shared_weights_with_a_new_head_freeze_the_backbone_unless_asked(vit_ti_
     unfrozen, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3, freeze_backbone=False)
     assert count(unfrozen, trainable_only=True) == count(unfrozen) == VIT_TI_PARAMETERS - 192 * 1000 - 1000 + 579
     assert torch.equal(unfrozen.position_embedding, model.position_embedding)
+
+
+# Fine-tuning every weight (section 3.2, appendix B.1.1): a new resolution, the weights' own dropout
+@pytest.fixture
+def tiny_file(tiny_weights, tmp_path) -> dict[str, torch.Tensor]:
+    """The tiny entry's weights file (a 4 x 4 grid of 8-pixel patches at 32 px), and its tensors."""
+    state_dict = _random_timm_state_dict(**TINY_SHAPE)
+    save_file(state_dict, tmp_path / tiny_weights.file_name)
+    return state_dict
+
+
+def test_a_new_resolution_interpolates_the_files_position_embeddings(tiny_file):
+    model, transforms = load_pretrained_vit("tiny", num_classes=3, img_size=48)
+    assert model.img_size == (48, 48) and model.position_embedding.shape == (1, 1 + 6 * 6, 24)
+    assert torch.equal(model.position_embedding, pretrained.resize_position_embedding(tiny_file["pos_embed"], 6))
+    assert torch.equal(model.patch_embedding.patcher.weight, tiny_file["patch_embed.proj.weight"])
+    assert model(torch.randn(2, 3, 48, 48)).shape == (2, 3) and transforms(Image.new("RGB", (40, 40))).shape[-1] == 32
+    same, _ = load_pretrained_vit("tiny", img_size=32)
+    assert torch.equal(same.position_embedding, tiny_file["pos_embed"])
+    with pytest.raises(ValueError, match="divisible by the patch size 8, got 50 x 50"):
+        load_pretrained_vit("tiny", img_size=50)
+
+
+def test_fine_tuning_keeps_the_dropout_the_weights_were_trained_with(tiny_file, tiny_weights):
+    model, _ = load_pretrained_vit("tiny", num_classes=3, freeze_backbone=False, img_size=48)
+    images = torch.randn(2, 3, 48, 48)
+    model.train()
+    assert torch.equal(model.forward_features(images), model.forward_features(images))  # dropout 0: no noise
+    # The trap: the same weights in create_vit's default dropout of 0.1, which barely learned at 384 px.
+    with_default = ViT(**{**tiny_weights.architecture, "img_size": 48, "num_classes": 3})
+    with_default.load_state_dict(model.state_dict())
+    assert not torch.equal(with_default.forward_features(images), with_default.forward_features(images))
+
+
+@pytest.mark.parametrize("freeze_backbone", [True, False])
+def test_every_parameter_trains_unless_the_backbone_is_frozen(tiny_file, freeze_backbone):
+    model, _ = load_pretrained_vit("tiny", num_classes=3, freeze_backbone=freeze_backbone)
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    optimizer = recipe.create_optimizer(model, lr=0.1, weight_decay=0.0, optimizer="sgd")
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    for _ in range(2):  # the zero head passes no gradient back on the first step
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model.train()(images), labels).backward()
+        optimizer.step()
+    changed = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, before[name])}
+    assert changed == ({"head.weight", "head.bias"} if freeze_backbone else set(before))
+
+
+def _colour_folders(root: Path) -> Path:
+    """train/, test/ and val/ of 4 photos each, one solid colour per class (red, green)."""
+    for split in ("train", "test", "val"):
+        for name, colour in (("green", (20, 220, 20)), ("red", (220, 20, 20))):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (40 + i, 40), colour).save(root / split / name / f"{split}{i}.jpg")
+    return root
+
+
+def test_the_finetune_recipe_trains_every_weight_warming_up_then_decaying_by_a_cosine(tiny_file, tmp_path):
+    data_dir = _colour_folders(tmp_path / "data")
+    results = train.main(["--recipe", "finetune", "--model", "tiny", "--image-size", "48", "--epochs", "3",
+                          "--batch-size", "2", "--num-workers", "0", "--data-dir", str(data_dir), "--val-dir",
+                          str(data_dir / "val"), "--output-dir", str(tmp_path / "out")])
+    peak, warmup, decay = 3e-3, 2, 4  # 2 steps an epoch, one epoch of warmup
+    expected = [peak * (k + 1) / (warmup + 1) for k in range(warmup)]
+    expected += [peak * (1 + math.cos(math.pi * k / decay)) / 2 for k in range(decay)]
+    assert results["steps"]["lr"] == pytest.approx(expected)
+    assert results["config"]["optimizer"] == "sgd" and results["config"]["dropout"] is None
+    initial = load_pretrained_vit("tiny", num_classes=2, img_size=48)[0].state_dict()
+    trained = torch.load(tmp_path / "out" / "tiny.pth", weights_only=True)
+    assert trained["position_embedding"].shape == (1, 37, 24)
+    assert {name for name in initial if not torch.equal(initial[name], trained[name])} == set(initial)
+
+
+def _load_finetune_benchmark():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as when it runs as a script
+    return importlib.import_module("finetune")
+
+
+def test_the_finetune_benchmark_trains_a_frozen_head_per_seed_once(tiny_file, tmp_path, monkeypatch):
+    finetune = _load_finetune_benchmark()
+    monkeypatch.setattr(finetune, "WEIGHTS", "tiny")
+    data_dir = _colour_folders(tmp_path / "data")
+    argv = ["--configs", "frozen_224", "--seeds", "0", "1", "--data-dir", str(data_dir), "--val-dir",
+            str(data_dir / "val"), "--output-dir", str(tmp_path / "out")]
+    table = finetune.main(argv)
+    for seed in (0, 1):
+        saved = json.loads((tmp_path / "out" / "frozen_224" / f"seed{seed}_results.json").read_text())
+        assert len(saved["metrics"]["val_acc"]) == 10 and saved["wall_time_seconds"] >= saved["head_seconds"] > 0
+    assert table.splitlines()[2].startswith("| frozen_224 | ") and table.splitlines()[2].endswith(" | 2 |")
+    monkeypatch.setattr(features, "extract_features", lambda *args, **kwargs: pytest.fail("trained again"))
+    assert finetune.main(argv) == table  # finished seeds are read, not trained again
+
+
+def test_the_finetune_benchmark_runs_the_recipe_at_each_resolution(tmp_path):
+    finetune = _load_finetune_benchmark()
+    options, train_flags = finetune.parse_args(["--data-dir", str(tmp_path), "--val-dir", str(tmp_path), "--",
+                                                "--lr", "0.01"])
+    at_384 = train.parse_args(finetune.finetune_flags("finetune_384", 3, options, train_flags))
+    assert (at_384.model, at_384.optimizer, at_384.image_size, at_384.epochs, at_384.warmup_epochs) == (
+        "vit_ti_16_augreg", "sgd", 384, 6, 1)
+    assert (at_384.lr, at_384.seed, at_384.max_grad_norm, at_384.weight_decay) == (0.01, 3, 1.0, 0.0)
+    assert train.parse_args(finetune.finetune_flags("finetune_224", 0, options, [])).image_size == 224
+
+
+def test_the_real_checkpoint_moves_from_224_to_384_pixels(vit_ti_state_dict):
+    model, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3, freeze_backbone=False, img_size=384)
+    assert vit_ti_state_dict["pos_embed"].shape == (1, 197, 192)
+    assert model.position_embedding.shape == (1, 577, 192) and model.grid_size == (24, 24)
+    file_positions = vit_ti_state_dict["pos_embed"]
+    assert torch.equal(model.position_embedding, pretrained.resize_position_embedding(file_positions, 24))
+    assert count(model, trainable_only=True) == count(model) == VIT_TI_PARAMETERS - 1000 * 193 + 579 + 380 * 192
+    assert {module.p for module in model.modules() if isinstance(module, nn.Dropout)} == {0.0}
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 384, 384)).shape == (1, 3)

@@ -1,6 +1,9 @@
 """The paper's optimisation recipe (going_modular.training.recipe) and the augmentation transforms."""
+import math
+
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 from going_modular import data_setup, model_builder
@@ -73,6 +76,50 @@ def test_create_optimizer_lets_torch_refuse_a_negative_weight_decay():
         recipe.create_optimizer(tiny_vit(), lr=3e-3, weight_decay=-0.1)
     with pytest.raises(ValueError, match="Invalid learning rate: -1"):
         recipe.create_optimizer(tiny_vit(), lr=-1)
+
+
+def test_sgd_is_the_papers_fine_tuning_optimiser_and_an_unknown_one_is_refused():
+    finetune = recipe.TRAINING_RECIPES["finetune"]
+    optimizer = recipe.create_optimizer(tiny_vit(), lr=finetune["lr"], weight_decay=finetune["weight_decay"],
+                                        optimizer=finetune["optimizer"])
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert [(group["momentum"], group["weight_decay"]) for group in optimizer.param_groups] == [(0.9, 0.0)] * 2
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('adamw', 'sgd'\), got 'adam'"):
+        recipe.create_optimizer(tiny_vit(), lr=1e-3, optimizer="adam")
+
+
+def test_a_resnets_batch_norms_and_biases_are_not_decayed():
+    model = torchvision.models.resnet18(num_classes=3)
+    decay, no_decay = recipe.param_groups(model, weight_decay=0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, skipped = ({names[id(p)] for p in group["params"]} for group in (decay, no_decay))
+    batch_norms = {f"{name}.{kind}" for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.BatchNorm2d) for kind in ("weight", "bias")}
+    assert len(batch_norms) == 40 and skipped == batch_norms | {"fc.bias"}
+    assert decayed == {name for name, p in model.named_parameters() if p.ndim > 1}  # convolutions and fc.weight
+
+
+def test_the_fine_tuning_schedule_warms_up_for_one_epoch_then_decays_by_a_cosine():
+    finetune = recipe.TRAINING_RECIPES["finetune"]
+    steps_per_epoch = math.ceil(225 / finetune["batch_size"])  # 8: the last, incomplete batch is a step too
+    optimizer = recipe.create_optimizer(tiny_vit(), lr=finetune["lr"], weight_decay=0.0, optimizer="sgd")
+    scheduler = recipe.create_scheduler(optimizer, total_steps=steps_per_epoch * finetune["epochs"],
+                                        warmup_steps=steps_per_epoch * finetune["warmup_epochs"],
+                                        decay=finetune["lr_decay"])
+    rates = []
+    for _ in range(steps_per_epoch * finetune["epochs"]):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak, warmup, decay = 3e-3, 8, 56
+    expected = [peak * (k + 1) / (warmup + 1) for k in range(warmup)]
+    expected += [peak * (1 + math.cos(math.pi * k / decay)) / 2 for k in range(decay)]
+    assert rates == pytest.approx(expected) and len(rates) == 64
+
+
+def test_model_overrides_leave_out_what_is_none_or_missing():
+    assert recipe.model_overrides({"image_size": 64, "dropout": 0.0, "patch_size": None}) == {
+        "img_size": 64, "embedding_dropout": 0.0, "proj_dropout": 0.0, "mlp_dropout": 0.0}
 
 
 def test_the_recipe_builds_the_model_the_command_line_trains():

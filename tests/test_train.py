@@ -4,10 +4,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import requests
 import torch
+import torchvision
 from PIL import Image
 
 import helper_functions
@@ -342,3 +344,58 @@ def test_each_recipe_as_flags_parses_back_to_the_recipe():
         # None is "off" (written as 0) or "the preset's own" (left out, so the other recipe's value stays).
         given = {key: value for key, value in values.items() if value is not None or key in ("stem_channels", "max_grad_norm")}
         assert {key: parsed[key] or None if key == "max_grad_norm" else parsed[key] for key in given} == given, name
+
+
+TINY_VIT = ("--model", "vit_ti_16", "--patch-size", "16", "--num-transformer-layers", "1")
+
+
+def _tiny_run(tmp_path: Path, *flags: str, model: Sequence[str] = TINY_VIT) -> dict:
+    """One epoch of a tiny ztm run on 8 photos (4 red, 4 green) in batches of 2, with these flags."""
+    return train.main(["--recipe", "ztm", *model, "--epochs", "1", "--image-size", "32", "--batch-size", "2",
+                       "--num-workers", "0", "--data-dir", str(make_colour_dataset(tmp_path / "colours")),
+                       "--output-dir", str(tmp_path / "out"), *flags])
+
+
+def test_a_training_subset_takes_as_many_steps_as_the_whole_folder(tmp_path):
+    results = _tiny_run(tmp_path, "--train-subset", "2", "--seed", "3")
+    assert results["num_train_images"] == 2 and len(results["steps"]["lr"]) == 8 // 2
+    assert sorted(photo.split("/")[0] for photo in results["train_photos"]) == ["green", "red"]  # balanced
+    again = _tiny_run(tmp_path / "again", "--train-subset", "2", "--seed", "3")
+    assert again["train_photos"] == results["train_photos"]  # the seed decides the photos
+    assert _tiny_run(tmp_path / "whole")["train_photos"] is None
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-subset", "9"], "A subset of 9 photos cannot be drawn from 8: give 1 to 8"),
+    (["--train-subset", "0"], "--train-subset must be at least 1, got 0"),
+    (["--train-subset", "2", "--repeated-augmentation", "2"], "--train-subset chooses every epoch's photos itself"),
+])
+def test_a_training_subset_that_cannot_be_drawn_is_a_one_line_error(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit):
+        _tiny_run(tmp_path, *flags)
+    assert message in capsys.readouterr().err
+
+
+def test_train_dir_trains_on_another_folder_and_tests_on_the_data_dirs(tmp_path):
+    other = make_colour_dataset(tmp_path / "other", per_class=6) / "train"
+    results = _tiny_run(tmp_path, "--train-dir", str(other))
+    assert results["num_train_images"] == 12 and results["num_test_images"] == 8
+    assert results["config"]["train_dir"] == str(other)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-dir", "x", "--val-dir", "auto"], "with your own --data-dir or --train-dir (the 20 % split's holds 255"),
+    (["--model", "resnet18", "--patch-size", "4", "--dropout", "0.2"],
+     "--model resnet18 brings its own architecture and dropout: leave out --patch-size, --dropout"),
+    (["--recipe", "finetune", "--stem-channels", "0"], "--model vit_ti_16_augreg brings its own architecture"),
+])
+def test_flags_that_do_not_fit_the_model_or_the_data_are_one_line_errors(capsys, flags, message):
+    assert message in _user_error(capsys, flags)
+
+
+def test_resnet18_trains_from_scratch_through_the_command(tmp_path):
+    results = _tiny_run(tmp_path, "--recipe", "small-data", "--epochs", "1", model=["--model", "resnet18"])
+    assert results["config"]["model"] == "resnet18" and results["config"]["dropout"] is None  # no ViT flag applies
+    model = utils.load_model(torchvision.models.resnet18(num_classes=2), tmp_path / "out" / "resnet18.pth")
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(),
+                                                      torchvision.models.resnet18(num_classes=2).parameters()))

@@ -1,13 +1,9 @@
 """Where the course keeps data, weights, figures and models, and whether this is a reduced run.
 
-Decided once, here, for the notebooks, the scripts and the tests alike. Data and pretrained weights live in
-``$VIT_COURSE_DATA_DIR`` / ``$VIT_COURSE_WEIGHTS_DIR`` when set, else in ``data/`` and ``weights/`` of the
-repository when going_modular is imported from a checkout, else under the working directory (``/content``
-in Colab after a plain ``pip install``).
-
-The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few batches: it changes how
-much work is done, never which code runs, and its figures and models go to a temporary folder, never over
-those of a full run.
+Data and pretrained weights live in ``$VIT_COURSE_DATA_DIR`` / ``$VIT_COURSE_WEIGHTS_DIR`` when set, else in
+``data/`` and ``weights/`` of the repository when going_modular is imported from a checkout, else under the working
+directory (``/content`` in Colab). The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few
+batches: it changes how much work is done, never which code runs; its figures and models go to a temporary folder.
 """
 from __future__ import annotations
 

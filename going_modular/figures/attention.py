@@ -34,45 +34,35 @@ GridSize = ImageSize
 CLASS_TOKEN_INDEX = 0
 
 
-def _check_attention(attention: torch.Tensor, grid_size: GridSize) -> tuple[int, int]:
-    """Check that ``attention`` is [batch, heads, N + 1, N + 1] with N = rows * cols; return (rows, cols)."""
+def _check_attention(attention: torch.Tensor, grid_size: GridSize, batch_index: int = 0) -> tuple[int, int]:
+    """Check that ``attention`` is [batch, heads, N + 1, N + 1] with N = rows * cols and that ``batch_index`` is in
+    the batch (IndexError); return (rows, cols)."""
     rows, cols = to_pair(grid_size, name="grid_size")
     if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
-        raise ValueError(
-            f"Expected attention weights [batch, heads, tokens, tokens], got shape {tuple(attention.shape)}."
-        )
-    tokens = attention.shape[-1]
-    if tokens != rows * cols + 1:
-        raise ValueError(
-            f"A {rows} x {cols} patch grid plus the class token is {rows * cols + 1} tokens, "
-            f"but the attention weights have {tokens} tokens (shape {tuple(attention.shape)})."
-        )
+        raise ValueError(f"Expected attention weights [batch, heads, tokens, tokens], got {tuple(attention.shape)}.")
+    if attention.shape[-1] != rows * cols + 1:
+        raise ValueError(f"A {rows} x {cols} patch grid plus the class token is {rows * cols + 1} tokens, but the "
+                         f"attention weights have {attention.shape[-1]} tokens (shape {tuple(attention.shape)}).")
+    if not -attention.shape[0] <= batch_index < attention.shape[0]:
+        raise IndexError(f"batch_index {batch_index} is outside a batch of {attention.shape[0]}.")
     return rows, cols
 
 
 def class_token_attention(attention: torch.Tensor, grid_size: GridSize, batch_index: int = 0) -> torch.Tensor:
-    """Row 0 of one layer's attention without its class-token column, laid out on the grid: [heads, rows, cols].
-
-    Each head's map (CPU, detached) sums to 1 minus the weight the class token gives itself.
+    """Row 0 of one layer's attention without its class-token column, on the grid: [heads, rows, cols] (CPU).
 
     Raises:
         ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size.
         IndexError: ``batch_index`` is outside the batch.
     """
-    rows, cols = _check_attention(attention, grid_size)
-    batch = attention.shape[0]
-    if not -batch <= batch_index < batch:
-        raise IndexError(f"batch_index {batch_index} is outside a batch of {batch}.")
+    rows, cols = _check_attention(attention, grid_size, batch_index)
     from_class_token = attention[batch_index, :, CLASS_TOKEN_INDEX, CLASS_TOKEN_INDEX + 1 :]  # [heads, N]
     return from_class_token.detach().float().cpu().reshape(-1, rows, cols)
 
 
 def upsample_attention_map(attention_map: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
-    """Stretch a [rows, cols] map to ``size`` = (height, width) pixels, ``"bilinear"`` or ``"nearest"``, on the CPU.
-
-    Raises:
-        ValueError: ``attention_map`` is not two-dimensional.
-    """
+    """Stretch a [rows, cols] map to ``size`` = (height, width) pixels, ``"bilinear"`` or ``"nearest"``, on the CPU;
+    ValueError unless ``attention_map`` is two-dimensional."""
     if attention_map.ndim != 2:
         raise ValueError(f"Expected one map [rows, cols], got shape {tuple(attention_map.shape)}.")
     grid = attention_map.detach().float().cpu()[None, None]
@@ -80,20 +70,13 @@ def upsample_attention_map(attention_map: torch.Tensor, size: tuple[int, int], m
     return F.interpolate(grid, size=tuple(size), mode=mode, **align)[0, 0]
 
 
-def plot_attention_over_image(
-    image: ImageLike,
-    attention_map: torch.Tensor,
-    ax: Optional[plt.Axes] = None,
-    alpha: float = 0.6,
-    cmap: str = "inferno",
-    title: Optional[str] = None,
-    normalize: bool = True,
-) -> plt.Axes:
+def plot_attention_over_image(image: ImageLike, attention_map: torch.Tensor, ax: Optional[plt.Axes] = None,
+                              alpha: float = 0.6, cmap: str = "inferno", title: Optional[str] = None,
+                              normalize: bool = True) -> plt.Axes:
     """Draw one [rows, cols] attention map, upsampled bilinearly, over the image it came from; returns the Axes.
 
     Args:
         image: a PIL image, a tensor [C, H, W] in [0, 1], or an array [H, W, C].
-        alpha: opacity of the map (0 shows only the image, 1 only the map).
         normalize: stretch the map from min to max. The colours then show where attention is higher,
             not how much: a nearly uniform map looks as contrasted as a peaked one.
 
@@ -114,16 +97,10 @@ def plot_attention_over_image(
     return ax
 
 
-def plot_attention_heads(
-    image: ImageLike,
-    attention_maps: torch.Tensor,
-    titles: Optional[Sequence[str]] = None,
-    suptitle: Optional[str] = None,
-    **kwargs,
-) -> plt.Figure:
-    """Draw the image, then each head's map [heads, rows, cols] over it (titles "head 1", ...; heads count from 1).
-
-    ``kwargs`` go to ``plot_attention_over_image``. Returns the Figure.
+def plot_attention_heads(image: ImageLike, attention_maps: torch.Tensor, titles: Optional[Sequence[str]] = None,
+                         suptitle: Optional[str] = None, **kwargs) -> plt.Figure:
+    """Draw the image, then each head's map [heads, rows, cols] over it (titles "head 1", ...), ``kwargs`` going to
+    ``plot_attention_over_image``; returns the Figure.
 
     Raises:
         ValueError: ``attention_maps`` is not [heads, rows, cols], or ``titles`` has the wrong length.
@@ -146,9 +123,6 @@ def plot_attention_heads(
     return figure
 
 
-# ------------------------------------------------------------------------------- across layers and heads
-
-
 def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020): how much each token draws on each input token after all layers.
 
@@ -157,8 +131,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True)
         rollout = A_L @ ... @ A_2 @ A_1
 
     The paper's Figure 6 and appendix D.8 draw row 0 (the class token) of it:
-    ``class_token_attention(rollout.unsqueeze(1), grid_size)``. Returns [batch, N + 1, N + 1] on the
-    CPU, detached, each row summing to 1; ``attentions`` is one tensor per layer, first layer first.
+    ``class_token_attention(rollout.unsqueeze(1), grid_size)``. Returns [batch, N + 1, N + 1] on the CPU.
 
     Raises:
         ValueError: the list is empty, a tensor is not [batch, heads, tokens, tokens], or the layers'
@@ -170,15 +143,11 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True)
     rollout: Optional[torch.Tensor] = None
     for layer, weights in enumerate(attentions):
         if weights.ndim != 4 or weights.shape[-1] != weights.shape[-2]:
-            raise ValueError(
-                f"Expected attention weights [batch, heads, tokens, tokens] for every layer, got shape "
-                f"{tuple(weights.shape)} for layer {layer}."
-            )
+            raise ValueError(f"Expected attention weights [batch, heads, tokens, tokens] for every layer, got shape "
+                             f"{tuple(weights.shape)} for layer {layer}.")
         if weights.shape[0] != first_shape[0] or weights.shape[-1] != first_shape[-1]:
-            raise ValueError(
-                f"Layer {layer} has shape {tuple(weights.shape)} but layer 0 has {first_shape}: every layer must have "
-                "the same batch size and number of tokens."
-            )
+            raise ValueError(f"Layer {layer} has shape {tuple(weights.shape)} but layer 0 has {first_shape}: every "
+                             "layer must have the same batch size and number of tokens.")
         mixed = weights.detach().float().cpu().mean(dim=1)  # [B, T, T]
         if residual:
             mixed = mixed + torch.eye(mixed.shape[-1])
@@ -188,11 +157,8 @@ def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True)
 
 
 def patch_distances(grid_size: GridSize, patch_size: int) -> torch.Tensor:
-    """Distance in pixels between the centres of every two patches of the grid, [N, N] in row-major order.
-
-    Raises:
-        ValueError: ``patch_size`` is not positive, or the grid size is not.
-    """
+    """Distance in pixels between the centres of every two patches of the grid, [N, N] in row-major order;
+    ValueError unless ``patch_size`` and the grid size are positive."""
     rows, cols = to_pair(grid_size, name="grid_size")
     if patch_size < 1:
         raise ValueError(f"patch_size must be positive, got {patch_size}.")
@@ -208,14 +174,12 @@ def mean_attention_distance(
     """Each head's mean attention distance in pixels for one layer: [heads] (Figure 7 right, appendix D.7).
 
     "the average distance in image space across which information is integrated, based on the attention
-    weights": each query patch's distances to the patches, weighted by its attention, averaged over
-    queries and images. The class token has no place in the image and is left out; ``renormalize``
-    rescales each query's patch weights to sum to 1 (False: the class token's weight counts as
-    distance 0). Uniform attention on 14 x 14 patches of 16 pixels gives about 116 pixels.
+    weights": each query patch's distances to the patches, weighted by its attention, averaged over queries and
+    images. The class token is left out; ``renormalize`` rescales each query's patch weights to sum to 1 (False: the
+    class token's weight counts as distance 0). Uniform attention on 14 x 14 patches of 16 pixels gives about 116.
 
     Raises:
-        ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, or ``patch_size``
-            is not positive.
+        ValueError: the tensor is not [batch, heads, N + 1, N + 1] for this grid size, or ``patch_size`` is below 1.
     """
     rows, cols = _check_attention(attention, grid_size)
     distances = patch_distances((rows, cols), patch_size)                        # [N, N]
@@ -227,25 +191,11 @@ def mean_attention_distance(
     return per_query.mean(dim=(0, 2))
 
 
-# ------------------------------------------------------------------------- the attention matrix itself
-
-
-def plot_attention_matrix(
-    attention: torch.Tensor,
-    image: ImageLike,
-    grid_size: GridSize,
-    head: int = 1,
-    query: int = CLASS_TOKEN_INDEX,
-    batch_index: int = 0,
-    title: Optional[str] = None,
-    cmap: str = "viridis",
-    log_scale: bool = False,
-) -> plt.Figure:
-    """One head's attention matrix A [N + 1, N + 1] as a heatmap, beside one of its rows over the image.
-
-    Left: A, queries down the rows, keys along the columns, the row of ``query`` outlined. Right: that
-    row without its class-token column, on the grid over the image, in the same raw weights. Returns
-    the Figure (two image Axes, each with its colour bar).
+def plot_attention_matrix(attention: torch.Tensor, image: ImageLike, grid_size: GridSize, head: int = 1,
+                          query: int = CLASS_TOKEN_INDEX, batch_index: int = 0, title: Optional[str] = None,
+                          cmap: str = "viridis", log_scale: bool = False) -> plt.Figure:
+    """One head's attention matrix A [N + 1, N + 1] as a heatmap (the row of ``query`` outlined), beside that row
+    without its class-token column over the image; returns the Figure.
 
     Args:
         head: counted from 1, as the course's figures number heads.
@@ -258,14 +208,12 @@ def plot_attention_matrix(
             1..heads, or ``query`` is not in 0..N.
         IndexError: ``batch_index`` is outside the batch.
     """
-    rows, cols = _check_attention(attention, grid_size)
-    batch, heads, tokens = attention.shape[0], attention.shape[1], attention.shape[-1]
+    rows, cols = _check_attention(attention, grid_size, batch_index)
+    heads, tokens = attention.shape[1], attention.shape[-1]
     if not 1 <= head <= heads:
         raise ValueError(f"head counts from 1: expected 1 ... {heads} for {heads} heads, got {head}.")
     if not 0 <= query < tokens:
         raise ValueError(f"query must be a token 0 ... {tokens - 1} (0 is the class token), got {query}.")
-    if not -batch <= batch_index < batch:
-        raise IndexError(f"batch_index {batch_index} is outside a batch of {batch}.")
     matrix = attention[batch_index, head - 1].detach().float().cpu()        # [N + 1, N + 1]
     row_map = matrix[query, CLASS_TOKEN_INDEX + 1 :].reshape(rows, cols)    # the query's weights on the patches
     pixels = image_to_hwc(image)
@@ -311,10 +259,7 @@ def plot_attention_matrix(
 def plot_qkv_heads(num_heads: int = 12, head_dim: int = 64) -> plt.Figure:
     """Diagram of the reshape in equation 2's attention: one token's 3 * heads * D_h qkv numbers, laid out as
     [q | k | v] with each part [head 1 | ... | head h], become q, k and v, each ``num_heads`` rows of D_h numbers.
-
-    Raises:
-        ValueError: ``num_heads`` or ``head_dim`` is below 1.
-    """
+    ValueError when ``num_heads`` or ``head_dim`` is below 1."""
     if num_heads < 1 or head_dim < 1:
         raise ValueError(f"num_heads and head_dim must be at least 1, got {num_heads} and {head_dim}.")
     colours = {"q": plt.cm.Blues, "k": plt.cm.Oranges, "v": plt.cm.Greens}

@@ -8,8 +8,7 @@
                 -> plot_mean_attention_distance
     all three, in one row as the paper lays them out -> plot_figure7
 
-Every function reads the course's ``model_builder.ViT`` (convert torchvision's with
-``pretrained.vit_from_torchvision``).
+Every function reads the course's ``model_builder.ViT`` (convert torchvision's: ``pretrained.vit_from_torchvision``).
 """
 from __future__ import annotations
 
@@ -29,19 +28,24 @@ PAPER_NUM_COMPONENTS = 28
 
 def _check_vit(model: ViT) -> None:
     if not isinstance(model, ViT):
-        raise TypeError(
-            f"Expected the course's model_builder.ViT, got {type(model).__name__}. Convert a torchvision "
-            "VisionTransformer first with going_modular.pretrained.vit_from_torchvision(model)."
-        )
+        raise TypeError(f"Expected the course's model_builder.ViT, got {type(model).__name__}. Convert a torchvision "
+                        "VisionTransformer first with going_modular.pretrained.vit_from_torchvision(model).")
+
+
+def _check_similarity(similarity: torch.Tensor) -> tuple[int, int]:
+    """(rows, cols) of similarities [rows, cols, rows, cols]; ValueError for any other shape."""
+    if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
+        raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
+    return tuple(similarity.shape[:2])
 
 
 @torch.no_grad()
 def patch_embedding_principal_components(model: ViT, num_components: int = PAPER_NUM_COMPONENTS) -> torch.Tensor:
     """The first k principal components of the D patch-embedding filters [C, P, P] (Figure 7 left): [k, C, P, P].
 
-    "plausible basis functions for a low-dimensional representation of the fine structure within each
-    patch": the right singular vectors of the centred, flattened filters, largest variance first,
-    orthonormal, each signed so that its entry of largest magnitude is positive (SVD signs are arbitrary).
+    "plausible basis functions for a low-dimensional representation of the fine structure within each patch": the
+    right singular vectors of the centred, flattened filters, largest variance first, each signed so that its entry
+    of largest magnitude is positive (SVD signs are arbitrary).
 
     Raises:
         TypeError: ``model`` is not a ``model_builder.ViT``.
@@ -52,10 +56,8 @@ def patch_embedding_principal_components(model: ViT, num_components: int = PAPER
     flat = filters.flatten(start_dim=1)                                     # [D, C * P * P]
     limit = min(flat.shape)
     if not 1 <= num_components <= limit:
-        raise ValueError(
-            f"num_components must be between 1 and min(D, C * P * P) = min{tuple(flat.shape)} = {limit}, "
-            f"got {num_components}."
-        )
+        raise ValueError(f"num_components must be between 1 and min(D, C * P * P) = min{tuple(flat.shape)} = "
+                         f"{limit}, got {num_components}.")
     centred = flat - flat.mean(dim=0, keepdim=True)
     _, _, right_vectors = torch.linalg.svd(centred, full_matrices=False)   # rows: principal directions
     components = right_vectors[:num_components]
@@ -66,17 +68,9 @@ def patch_embedding_principal_components(model: ViT, num_components: int = PAPER
 
 @torch.no_grad()
 def position_embedding_similarity(model: ViT) -> torch.Tensor:
-    """Cosine similarity of the position embeddings E_pos of every two patches (Figure 7 centre).
-
-    Entry [r1, c1, r2, c2] compares the patches at (r1, c1) and (r2, c2) of ``model.grid_size``; the
-    class token has no place on the grid and is left out. "closer patches tend to have more similar
-    position embeddings ... patches in the same row/column have similar embeddings".
-
-    Returns:
-        A float tensor [rows, cols, rows, cols] on the CPU, 1 on the diagonal.
-
-    Raises:
-        TypeError: ``model`` is not a ``model_builder.ViT``.
+    """Cosine similarity of the position embeddings E_pos of every two patches (Figure 7 centre): [rows, cols, rows,
+    cols] on the CPU, the class token left out. "closer patches tend to have more similar position embeddings ...
+    patches in the same row/column have similar embeddings". TypeError unless ``model`` is a ``model_builder.ViT``.
     """
     _check_vit(model)
     rows, cols = model.grid_size
@@ -102,16 +96,10 @@ def _mosaic(tiles: np.ndarray, ncols: int, gap: int, fill: float) -> np.ndarray:
     return mosaic
 
 
-def plot_embedding_filters(
-    components: torch.Tensor,
-    ncols: int = 7,
-    ax: Optional[plt.Axes] = None,
-    title: Optional[str] = "RGB embedding filters\n(first principal components)",
-) -> plt.Figure:
-    """Draw components [k, 1 or 3, P, P] as tiles, first top left, ``ncols`` a row (Figure 7 left; 7 as the paper).
-
-    Each tile is stretched on its own from its minimum (black) to its maximum (white), as the paper
-    does, so the tiles show each component's pattern, not its scale. Returns the Figure drawn on.
+def plot_embedding_filters(components: torch.Tensor, ncols: int = 7, ax: Optional[plt.Axes] = None,
+                           title: Optional[str] = "RGB embedding filters\n(first principal components)") -> plt.Figure:
+    """Draw components [k, 1 or 3, P, P] as tiles, first top left, ``ncols`` a row (Figure 7 left; 7 as the paper),
+    each stretched from its minimum (black) to its maximum (white) as the paper does; returns the Figure.
 
     Raises:
         ValueError: ``components`` is not [k, 1 or 3, P, P], or ``ncols`` is below 1.
@@ -133,23 +121,13 @@ def plot_embedding_filters(
     return ax.figure
 
 
-def plot_position_similarity(
-    similarity: torch.Tensor,
-    ax: Optional[plt.Axes] = None,
-    title: Optional[str] = "Position embedding similarity",
-    cmap: str = "viridis",
-) -> plt.Figure:
-    """Draw similarities [rows, cols, rows, cols] as a grid of small maps (Figure 7 centre); returns the Figure.
-
-    The map at (r, c) compares patch (r, c) with every patch; all share one colour scale from -1 to 1 and
-    are drawn as one mosaic image, much faster than rows * cols separate Axes.
-
-    Raises:
-        ValueError: ``similarity`` is not [rows, cols, rows, cols].
-    """
-    if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
-        raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
-    rows, cols = similarity.shape[:2]
+def plot_position_similarity(similarity: torch.Tensor, ax: Optional[plt.Axes] = None,
+                             title: Optional[str] = "Position embedding similarity",
+                             cmap: str = "viridis") -> plt.Figure:
+    """Draw similarities [rows, cols, rows, cols] as a grid of small maps (Figure 7 centre), the one at (r, c)
+    comparing patch (r, c) with every patch, -1 to 1, in one mosaic image; returns the Figure. ValueError unless
+    ``similarity`` is [rows, cols, rows, cols]."""
+    rows, cols = _check_similarity(similarity)
     values = similarity.detach().float().cpu().numpy().reshape(rows * cols, rows, cols)
     mosaic = _mosaic(values, cols, gap=1, fill=np.nan)  # NaN gaps are drawn blank
     ax = _new_axes(ax, (5.2, 4.6))
@@ -167,24 +145,16 @@ def plot_position_similarity(
     return ax.figure
 
 
-def plot_similarity_of_patches(
-    similarity: torch.Tensor,
-    patches: Sequence[tuple[int, int]],
-    axes: Optional[Sequence[plt.Axes]] = None,
-    label: str = "",
-    cmap: str = "viridis",
-) -> plt.Figure:
-    """Draw the maps of a few patches (row, col) from similarities [rows, cols, rows, cols], one enlarged panel each.
-
-    The tiles of ``plot_position_similarity`` are a few pixels wide; enlarged, one patch's row and column
-    structure can be read. Each panel marks its patch with a red square; the colour scale is -1 to 1.
+def plot_similarity_of_patches(similarity: torch.Tensor, patches: Sequence[tuple[int, int]],
+                               axes: Optional[Sequence[plt.Axes]] = None, label: str = "",
+                               cmap: str = "viridis") -> plt.Figure:
+    """Draw the maps of a few patches (row, col) from similarities [rows, cols, rows, cols], one enlarged panel each,
+    the patch marked in red, -1 to 1.
 
     Raises:
         ValueError: ``similarity`` is not [rows, cols, rows, cols], or a patch lies outside the grid.
     """
-    if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
-        raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
-    rows, cols = similarity.shape[:2]
+    rows, cols = _check_similarity(similarity)
     outside = [patch for patch in patches if not (0 <= patch[0] < rows and 0 <= patch[1] < cols)]
     if outside:
         raise ValueError(f"Patches {outside} lie outside the {rows} x {cols} grid (rows and columns count from 0).")
@@ -200,21 +170,16 @@ def plot_similarity_of_patches(
     return axes[0].figure
 
 
-def plot_mean_attention_distance(
-    distances_per_layer: torch.Tensor,
-    ax: Optional[plt.Axes] = None,
-    title: Optional[str] = "Mean attention distance per head",
-    reference_distance: Optional[float] = None,
-    y_max: Optional[float] = None,
-) -> plt.Figure:
-    """Scatter each head's mean attention distance [layers, heads] (pixels) against its layer (Figure 7 right).
-
-    Returns the Figure drawn on. Heads count from 1 in the legend; no point is cut off.
+def plot_mean_attention_distance(distances_per_layer: torch.Tensor, ax: Optional[plt.Axes] = None,
+                                 title: Optional[str] = "Mean attention distance per head",
+                                 reference_distance: Optional[float] = None,
+                                 y_max: Optional[float] = None) -> plt.Figure:
+    """Scatter each head's mean attention distance [layers, heads] (pixels) against its layer (Figure 7 right);
+    returns the Figure.
 
     Args:
         reference_distance: a dashed line at this distance, e.g. that of uniform attention.
-        y_max: the top of the y axis; give panels compared side by side the same value. Default: 10 %
-            above the highest point or line.
+        y_max: the top of the y axis, the same for panels compared side by side; None: 10 % above the highest.
 
     Raises:
         ValueError: ``distances_per_layer`` is not [layers, heads], or ``y_max`` is below a point or
@@ -248,24 +213,11 @@ def plot_mean_attention_distance(
     return ax.figure
 
 
-def plot_figure7(
-    components: torch.Tensor,
-    similarity: torch.Tensor,
-    distances_per_layer: torch.Tensor,
-    axes: Optional[Sequence[plt.Axes]] = None,
-    label: Optional[str] = None,
-    reference_distance: Optional[float] = None,
-    y_max: Optional[float] = None,
-) -> plt.Figure:
-    """Draw the three panels of Figure 7 on a row of three ``axes`` (default: a new figure); returns the Figure.
-
-    Args:
-        label: which model the panels show (e.g. "ViT-Ti/16, randomly initialised"), added to each title.
-        reference_distance, y_max: passed to ``plot_mean_attention_distance``.
-
-    Raises:
-        ValueError: ``axes`` is not three Axes, or a panel's input has the wrong shape (see each plot function).
-    """
+def plot_figure7(components: torch.Tensor, similarity: torch.Tensor, distances_per_layer: torch.Tensor,
+                 axes: Optional[Sequence[plt.Axes]] = None, label: Optional[str] = None,
+                 reference_distance: Optional[float] = None, y_max: Optional[float] = None) -> plt.Figure:
+    """Draw the three panels of Figure 7 on a row of three ``axes`` (default: a new figure), ``label`` (the model)
+    added to each title; returns the Figure. ValueError when ``axes`` is not three Axes or an input is mis-shaped."""
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.25, 1.1, 1.0]})
     axes = list(np.ravel(axes))

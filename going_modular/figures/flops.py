@@ -1,13 +1,9 @@
 """Count the floating-point operations of a ViT's forward pass, split into the parts of the paper (notebook 04).
 
-A FLOP is one multiplication or one addition (``torch.utils.flop_counter.FlopCounterMode``'s definition),
-so one multiply-add is 2 FLOPs: ViT-B/16 at 224 x 224 costs 35.13 GFLOPs, i.e. 17.56 G multiply-adds,
-the unit many papers call "FLOPs". The count runs attention on the math backend (``SDPBackend.MATH``):
-the CPU's fused kernel has no formula in ``FlopCounterMode``, so Q K^T and A V would count as 0. A
-model and input on the ``meta`` device give the same numbers without allocating or computing anything.
-
-    vit_flops_by_part(model, images) -> {"patch embedding": ..., "attention projections": ...,
-                                         "attention matmuls": ..., "MLP": ..., "head": ...}
+A FLOP is one multiplication or one addition (``FlopCounterMode``'s definition): ViT-B/16 at 224 x 224 costs
+35.13 GFLOPs, i.e. 17.56 G multiply-adds, the unit many papers call "FLOPs". Attention runs on the math backend:
+the CPU's fused kernel has no formula in ``FlopCounterMode``, so Q K^T and A V would count as 0. A model and input
+on the ``meta`` device give the same numbers without allocating or computing anything.
 """
 from __future__ import annotations
 
@@ -43,8 +39,7 @@ def vit_flops_by_part(model: nn.Module, images: torch.Tensor) -> dict[str, int]:
 
     Raises:
         TypeError: ``model`` has no ``transformer_encoder`` of blocks with ``msa_block`` and ``mlp_block``.
-        RuntimeError: some FLOPs fall outside the five parts (e.g. a convolutional stem), so the split
-            would not add up to the total; the message gives both numbers.
+        RuntimeError: some FLOPs fall outside the five parts (e.g. a convolutional stem).
     """
     blocks = getattr(model, "transformer_encoder", None)
     if blocks is None or not all(hasattr(block, "msa_block") and hasattr(block, "mlp_block") for block in blocks):

@@ -1,15 +1,16 @@
-"""Plots the course draws more than once: loss and accuracy curves, image batches, patches, feature maps."""
+"""Plots the course draws more than once: loss and accuracy curves, accuracy against the number of training photos,
+image batches, patches, feature maps."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 from PIL import Image
 
 from going_modular.data_setup import Transform
@@ -20,13 +21,8 @@ ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 
 
 def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None, title: Optional[str] = None):
-    """Plot ``engine.train``'s training and test loss and accuracy per epoch, side by side; returns the Figure.
-
-    ``save_path``: if given, also write the figure there as a PNG (parent folders are created).
-
-    Raises:
-        KeyError: ``results`` lacks one of "train_loss", "test_loss", "train_acc", "test_acc".
-    """
+    """Plot ``engine.train``'s training and test loss and accuracy per epoch, side by side, also as a PNG at
+    ``save_path`` if given; returns the Figure. KeyError when ``results`` lacks a train/test loss/acc list."""
     missing = {"train_loss", "test_loss", "train_acc", "test_acc"} - set(results)
     if missing:
         raise KeyError(f"results is missing {sorted(missing)}; pass the dictionary returned by engine.train.")
@@ -47,15 +43,30 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
     return figure
 
 
-# ------------------------------------------------------------------ pictures of images, patches and features
+def plot_accuracy_against_photos(accuracies: Mapping[str, Mapping[int, Sequence[float]]],
+                                 axis: Optional[plt.Axes] = None, title: Optional[str] = None) -> plt.Axes:
+    """The paper's Figure 4 (section 4.3) in miniature: accuracy against the number of training photos on a log axis,
+    one line per model through the mean over seeds, in a band of one sample standard deviation either side.
+    ``accuracies``: model -> number of training photos -> the final accuracy of each seed."""
+    axis = axis if axis is not None else plt.subplots(figsize=(6, 4.5))[1]
+    for model, by_photos in accuracies.items():
+        photos = sorted(by_photos)
+        means = np.array([np.mean(by_photos[count]) for count in photos])
+        spreads = np.array([np.std(by_photos[count], ddof=1) if len(by_photos[count]) > 1 else 0.0 for count in photos])
+        (line,) = axis.plot(photos, means, marker="o", label=model)
+        axis.fill_between(photos, means - spreads, means + spreads, color=line.get_color(), alpha=0.2)
+    axis.set_xscale("log")
+    axis.set_xticks(sorted({count for by_photos in accuracies.values() for count in by_photos}))
+    axis.xaxis.set_major_formatter(ScalarFormatter())  # 28, 56, ... rather than powers of ten
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.set(xlabel="training photos", ylabel="accuracy", title=title)
+    axis.legend()
+    return axis
 
 
 def image_to_hwc(image: ImageLike) -> np.ndarray:
-    """A PIL image, a tensor [C, H, W] in [0, 1] or an array [H, W, C] -> float array [H, W, C] in [0, 1].
-
-    Raises:
-        ValueError: the tensor or array is not a single 3-dimensional image.
-    """
+    """A PIL image, a tensor [C, H, W] in [0, 1] or an array [H, W, C] -> float array [H, W, C] in [0, 1];
+    ValueError unless the tensor or array is a single 3-dimensional image."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     if isinstance(image, torch.Tensor):
@@ -92,21 +103,10 @@ def _finish(figure: Figure, title: Optional[str]) -> Figure:
     return figure
 
 
-def plot_image_batch(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    class_names: Sequence[str],
-    ncols: int = 8,
-    title: Optional[str] = None,
-    panel_size: float = 1.5,
-) -> Figure:
-    """Show a batch [B, C, H, W] in [0, 1] as a grid, each image titled with its class name (notebook 00).
-
-    ``panel_size`` is each panel's width in inches (smaller keeps notebooks light). Returns the Figure.
-
-    Raises:
-        ValueError: ``images`` is not 4-D, or ``images`` and ``labels`` differ in length.
-    """
+def plot_image_batch(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], ncols: int = 8,
+                     title: Optional[str] = None, panel_size: float = 1.5) -> Figure:
+    """Show a batch [B, C, H, W] in [0, 1] as a grid, each image titled with its class name (notebook 00), panels
+    ``panel_size`` inches wide; returns the Figure. ValueError unless ``images`` is 4-D and as long as ``labels``."""
     if images.ndim != 4:
         raise ValueError(f"Expected a batch [batch, channels, height, width], got shape {tuple(images.shape)}.")
     if len(images) != len(labels):
@@ -118,26 +118,12 @@ def plot_image_batch(
     return _finish(figure, title)
 
 
-def plot_augmentations(
-    image: Image.Image,
-    transform: Transform,
-    num_samples: int = 8,
-    ncols: int = 4,
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-    title: Optional[str] = None,
-    panel_size: float = 1.6,
-) -> Figure:
-    """The photo, then ``num_samples`` outputs of a random training transform: what the model sees (notebook 05).
-
-    Args:
-        transform: a random transform from a PIL image to a normalised tensor [C, H, W] (e.g.
-            ``data_setup.train_transforms(96)``).
-        mean, std: the normalisation the transform ends with, undone for display ([-1, 1] -> [0, 1] by default).
-
-    Raises:
-        ValueError: ``num_samples`` is below 1.
-    """
+def plot_augmentations(image: Image.Image, transform: Transform, num_samples: int = 8, ncols: int = 4,
+                       mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                       title: Optional[str] = None, panel_size: float = 1.6) -> Figure:
+    """The photo, then ``num_samples`` outputs of a random training ``transform`` (e.g.
+    ``data_setup.train_transforms(96)``): what the model sees (notebook 05). ``mean``, ``std``: the normalisation
+    the transform ends with, undone for display. ValueError when ``num_samples`` is below 1."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
@@ -151,20 +137,12 @@ def plot_augmentations(
     return _finish(figure, title)
 
 
-def plot_patch_grid(
-    image: torch.Tensor,
-    patch_size: int,
-    num_rows: Optional[int] = None,
-    gap: int = 2,
-    show_numbers: bool = True,
-    title: Optional[str] = None,
-    figure_width: float = 8.0,
-) -> Figure:
+def plot_patch_grid(image: torch.Tensor, patch_size: int, num_rows: Optional[int] = None, gap: int = 2,
+                    show_numbers: bool = True, title: Optional[str] = None, figure_width: float = 8.0) -> Figure:
     """Draw one image [C, H, W] cut into its P x P patches, ``gap`` white pixels apart, numbered (notebook 01).
 
     The numbers run row by row from 1 to N = H W / P^2, the order of the sequence x_p^1 ... x_p^N of
-    equation 1. ``num_rows`` draws only the first rows of patches; the numbers grow with
-    ``figure_width`` (inches). Returns the Figure.
+    equation 1. ``num_rows`` draws only the first rows of patches. Returns the Figure.
 
     Raises:
         ValueError: the image is not [C, H, W], ``patch_size`` is below 1 or does not divide a side, or
@@ -182,16 +160,17 @@ def plot_patch_grid(
     for row in range(num_rows):
         for col in range(cols):
             canvas[row * step : row * step + patch_size, col * step : col * step + patch_size] = array[
-                row * patch_size : (row + 1) * patch_size, col * patch_size : (col + 1) * patch_size
-            ]
+                row * patch_size : (row + 1) * patch_size, col * patch_size : (col + 1) * patch_size]
     inches_per_pixel = figure_width / canvas.shape[1]
     figure, axis = plt.subplots(figsize=(figure_width, max(1.0, canvas.shape[0] * inches_per_pixel) + 0.6))
     # The numbers scale with the patches: 5 points for the 0.55-inch patches of an 8-inch 14 x 14 grid.
     number_size = min(12.0, max(5.0, 9.0 * patch_size * inches_per_pixel))
     tick_size = min(11.0, max(7.0, number_size))
     axis.imshow(canvas.squeeze(-1) if canvas.shape[2] == 1 else canvas, cmap="gray" if canvas.shape[2] == 1 else None)
-    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)], fontsize=tick_size)
-    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)], [str(row + 1) for row in range(num_rows)], fontsize=tick_size)
+    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)],
+                    fontsize=tick_size)
+    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)],
+                    [str(row + 1) for row in range(num_rows)], fontsize=tick_size)
     axis.set_xlabel("patch column")
     axis.set_ylabel("patch row")
     axis.tick_params(length=0)
@@ -200,29 +179,20 @@ def plot_patch_grid(
     if show_numbers:
         for row in range(num_rows):
             for col in range(cols):
-                axis.text(
-                    col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=number_size, va="top", ha="left",
-                    color="white", bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0),
-                )
+                axis.text(col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=number_size,
+                          va="top", ha="left", color="white",
+                          bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0))
     shown = num_rows * cols
-    axis.set_title(
-        title
-        or f"P = {patch_size}: {num_rows} x {cols} patches shown ({shown} of N = {rows} x {cols} = {rows * cols})"
-    )
+    axis.set_title(title or f"P = {patch_size}: {num_rows} x {cols} patches shown ({shown} of N = {rows} x {cols} = "
+                            f"{rows * cols})")
     figure.tight_layout()
     return figure
 
 
-def plot_feature_maps(
-    feature_maps: torch.Tensor,
-    indices: Sequence[int],
-    ncols: int = 5,
-    title: Optional[str] = None,
-    colorbar: bool = True,
-) -> Figure:
-    """Show the channels ``indices`` of feature maps [D, h, w] or [1, D, h, w], e.g. x_p E (notebook 01).
-
-    ``colorbar`` gives each panel a colour bar of its own range (channels differ). Returns the Figure.
+def plot_feature_maps(feature_maps: torch.Tensor, indices: Sequence[int], ncols: int = 5, title: Optional[str] = None,
+                      colorbar: bool = True) -> Figure:
+    """Show the channels ``indices`` of feature maps [D, h, w] or [1, D, h, w], e.g. x_p E (notebook 01), each with
+    a colour bar of its own range (``colorbar``); returns the Figure.
 
     Raises:
         ValueError: the tensor is not [D, h, w] or [1, D, h, w], ``indices`` is empty, or an index is out of range.

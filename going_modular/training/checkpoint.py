@@ -61,10 +61,8 @@ def save_checkpoint(
     grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, epoch: int,
     results: Mapping[str, Any], config: Mapping[str, Any], training_seconds: float,
 ) -> Optional[Path]:
-    """Write the state of a run after ``epoch`` to ``path``; ``path`` in the process that wrote it, else None.
-
-    Under torchrun every process calls it (each gives its generators), rank 0 writes; ``model`` is not DDP-wrapped.
-    """
+    """Write the state of a run after ``epoch`` to ``path``; ``path`` in the process that wrote it, else None. Under
+    torchrun every process calls it (each gives its generators), rank 0 writes; ``model`` is not DDP-wrapped."""
     rng_states = distributed.gather_objects(rng_state())
     if not distributed.is_main_process():
         return None
@@ -78,29 +76,21 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` onto the CPU.
-
-    Raises:
-        ResumeError: there is no file at ``path``, or it is not a readable training checkpoint.
-    """
+    """Read a checkpoint written by ``save_checkpoint`` onto the CPU; ResumeError when there is no file at ``path``
+    or it is not a readable training checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise ResumeError(
-            f"There is no checkpoint to resume from at {path}. Give the --output-dir and --model-name of the "
-            f"interrupted run (or the checkpoint's path after --resume), or start the run without --resume."
-        )
+        raise ResumeError(f"There is no checkpoint to resume from at {path}. Give the --output-dir and --model-name "
+                          f"of the interrupted run (or the checkpoint's path after --resume), or start the run without "
+                          f"--resume.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable file ends the same way: it cannot be resumed from
-        raise ResumeError(
-            f"{path} could not be read as a training checkpoint ({type(error).__name__}: {error}). "
-            f"Start the run again without --resume."
-        ) from error
+        raise ResumeError(f"{path} could not be read as a training checkpoint ({type(error).__name__}: {error}). "
+                          f"Start the run again without --resume.") from error
     if not isinstance(state, Mapping) or state.get("format_version") != FORMAT_VERSION:
-        raise ResumeError(
-            f"{path} is not a training checkpoint of python -m going_modular.train (format {FORMAT_VERSION}). "
-            f"Start the run again without --resume."
-        )
+        raise ResumeError(f"{path} is not a training checkpoint of python -m going_modular.train (format "
+                          f"{FORMAT_VERSION}). Start the run again without --resume.")
     return dict(state)
 
 
@@ -115,9 +105,8 @@ def restore(
     state: Mapping[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
     grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, rank: int = 0,
 ) -> None:
-    """Load a checkpoint's states into freshly built objects, and this process's random number generators.
-
-    Call it last: anything built afterwards would draw from the restored generators.
+    """Load a checkpoint's states into freshly built objects, and this process's random number generators. Call it
+    last: anything built afterwards would draw from the restored generators.
 
     Raises:
         ResumeError: the checkpoint was written by another number of processes, or with or without a

@@ -1,11 +1,14 @@
-"""What only the training command adds to the data: MixUp/CutMix, repeated augmentation, evaluation sets in memory."""
+"""What only the training command adds to the data: MixUp/CutMix, repeated augmentation, nested class-balanced
+subsets of the training photos, evaluation sets in memory."""
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler, TensorDataset, default_collate
+from torch.utils.data import (DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset,
+                              default_collate)
 from torchvision.transforms import v2
 
 
@@ -14,14 +17,8 @@ class MixUpCutMix:
 
     MixUp (Zhang et al., 2018) blends two images, x = l x_i + (1 - l) x_j; CutMix (Yun et al., 2019) pastes a
     rectangle of x_j into x_i; the label becomes the same mixture of the two one-hot labels, l ~ Beta(alpha, alpha).
-    The labels come out as class probabilities [batch, num_classes], which ``nn.CrossEntropyLoss`` accepts.
-
-    Args:
-        mixup_alpha: MixUp's alpha; 0 leaves MixUp out.
-        cutmix_alpha: CutMix's alpha; 0 leaves CutMix out.
-
-    Raises:
-        ValueError: both alphas are 0, or one is negative.
+    The labels come out as class probabilities [batch, num_classes], which ``nn.CrossEntropyLoss`` accepts. An alpha
+    of 0 leaves its mix out; ValueError when both are 0 or one is negative.
     """
 
     def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0) -> None:
@@ -41,12 +38,8 @@ class RepeatedAugmentationSampler(Sampler[int]):
     under a different random augmentation.
 
     Every epoch shuffles the indices, keeps the first ceil(n / repeats) and yields each ``repeats`` times, n indices
-    in all: as many steps as a plain shuffle, each batch averaging over several views of the same photos. The shuffle
-    draws from the global generator, which ``utils.set_seeds`` seeds and a checkpoint saves, so a resumed run sees
-    the same photos.
-
-    Raises:
-        ValueError: ``repeats`` is below 1.
+    in all: as many steps as a plain shuffle. The shuffle draws from the global generator, which ``utils.set_seeds``
+    seeds and a checkpoint saves, so a resumed run sees the same photos. ValueError when ``repeats`` is below 1.
     """
 
     def __init__(self, num_images: int, repeats: int) -> None:
@@ -62,15 +55,39 @@ class RepeatedAugmentationSampler(Sampler[int]):
         return self.num_images
 
 
+def balanced_subset(labels: Sequence[int], size: int, seed: int) -> list[int]:
+    """The sorted indices of ``size`` photos, the classes as balanced as their counts allow, and nested: for one
+    ``seed``, every size's subset holds each smaller size's. They are the first ``size`` of one random order that
+    takes a photo of each class in turn: the training subsets of the paper's Figure 4 (section 4.3), in miniature.
+    ValueError unless ``size`` is between 1 and ``len(labels)``.
+    """
+    if not 1 <= size <= len(labels):
+        raise ValueError(f"A subset of {size} photos cannot be drawn from {len(labels)}: give 1 to {len(labels)}.")
+    generator = torch.Generator().manual_seed(seed)
+    by_class = [[index for index, label in enumerate(labels) if label == value] for value in sorted(set(labels))]
+    shuffled = [[indices[i] for i in torch.randperm(len(indices), generator=generator)] for indices in by_class]
+    in_turn = [index for turn in itertools.zip_longest(*shuffled) for index in turn if index is not None]
+    return sorted(in_turn[:size])
+
+
+class SubsetSampler(Sampler[int]):
+    """A training epoch of ``num_samples`` indices drawn from ``indices`` in shuffled passes (the last one cut
+    short; ``RandomSampler``'s order), so a subset trains for as many steps as the whole folder would."""
+
+    def __init__(self, indices: Sequence[int], num_samples: int) -> None:
+        self.indices, self.positions = list(indices), RandomSampler(indices, num_samples=num_samples)
+
+    def __iter__(self) -> Iterator[int]:
+        return (self.indices[position] for position in self.positions)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
 def preloaded(dataloader: DataLoader) -> DataLoader:
-    """The same evaluation DataLoader, its images transformed once and kept in memory as a ``TensorDataset``.
-
-    The same batches in the same order, without decoding and resizing every photo again each epoch
-    (benchmarks/README.md, "Is data loading a bottleneck?"); it takes images x 3 x height x width x 4 bytes
-    (51 MB for 466 photos at 96 px). The transform must draw nothing at random: it would be frozen at its first draw.
-
-    Raises:
-        ValueError: the DataLoader shuffles (it is not an evaluation DataLoader).
+    """The same evaluation DataLoader, its images transformed once and kept in memory as a ``TensorDataset``: the
+    same batches without decoding and resizing every photo each epoch (51 MB for 466 photos at 96 px). The transform
+    must draw nothing at random: it would be frozen at its first draw. ValueError when the DataLoader shuffles.
     """
     if not isinstance(dataloader.sampler, SequentialSampler):
         raise ValueError("preloaded() is for evaluation DataLoaders, which keep their order; this one shuffles.")

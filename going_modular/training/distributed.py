@@ -35,11 +35,8 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env(device: Union[str, torch.device, None] = None) -> Optional[DistributedContext]:
-    """Join ``torchrun``'s process group (NCCL on GPUs, gloo on CPUs); None in a plain run.
-
-    ``device`` ("cpu" or "cuda", by default CUDA when available) picks the device type; on CUDA each process
-    takes the GPU numbered by its ``LOCAL_RANK`` (RuntimeError if there is none).
-    """
+    """Join ``torchrun``'s process group (NCCL on GPUs, gloo on CPUs); None in a plain run. ``device`` ("cpu" or
+    "cuda", default CUDA when available): on CUDA each process takes GPU ``LOCAL_RANK`` (RuntimeError if none)."""
     if not launched_by_torchrun():
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -66,12 +63,9 @@ def is_main_process() -> bool:
 def shard_dataloaders(
     train_dataloader: DataLoader, test_dataloader: DataLoader, context: DistributedContext, seed: int
 ) -> tuple[DataLoader, DataLoader]:
-    """Rebuild both dataloaders so that each process reads only its share (batch size stays per process).
-
-    Training uses ``DistributedSampler``: each epoch one shuffle (seeded by ``seed`` and the epoch, the same
-    on every rank) is cut into ``world_size`` equal shards, repeating up to ``world_size - 1`` images, so all
-    ranks take the same number of steps. Testing uses ``shard_eval_dataloader``.
-    """
+    """Rebuild both dataloaders so that each process reads only its share (batch size stays per process). Training:
+    each epoch one shuffle (seeded by ``seed`` and the epoch) cut into ``world_size`` equal shards, repeating up to
+    ``world_size - 1`` images; testing: ``shard_eval_dataloader``."""
     train_sampler = DistributedSampler(train_dataloader.dataset, num_replicas=context.world_size, rank=context.rank,
                                        shuffle=True, seed=seed)
     # Each shard's last, incomplete batch is dropped (when a full one remains): with many processes it is

@@ -1,6 +1,7 @@
 """The optimisation recipe of the paper (section 4.1, appendix B.1, Table 3), built from PyTorch's parts.
 
     Adam(W), beta1 = 0.9, beta2 = 0.999, weight decay 0.1 (pre-training)    -> ``create_optimizer``
+    SGD with momentum 0.9, no weight decay (fine-tuning, B.1.1)             -> ``create_optimizer(optimizer="sgd")``
     no weight decay on biases, norms, class token, position embedding      -> ``param_groups``
     linear warmup, then cosine or linear decay, per optimisation step      -> ``create_scheduler``
     global-norm gradient clipping at 1.0                                   -> ``engine.train(max_grad_norm=1.0)``
@@ -19,28 +20,38 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 NO_WEIGHT_DECAY_NAMES = ("class_token", "position_embedding")
 
 DECAY_SCHEDULES = ("cosine", "linear", "none")
+OPTIMIZERS = ("adamw", "sgd")
 
 # Flag name -> value. "small-data": the course's recipe for pizza_steak_sushi's 225 photos, chosen on the validation
 # set (benchmarks/README.md, "On the validation set"): the hybrid input (section 3.1) with 1 x 1 patches of the
 # stem's 6 x 6 map, 6 layers of ViT-Ti's width. "ztm": the ZTM course's ViT-B/16 run (with AdamW, not Adam's L2).
+# "finetune": every weight of the pretrained ViT-Ti/16 fine-tuned as in appendix B.1.1 (batch 32, not 512); the
+# weights bring their architecture and dropout, so it sets none of the ViT's flags.
 TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     "small-data": {
         "model": "vit_ti_16", "stem_channels": [24, 48, 96, 192], "patch_size": 1, "num_transformer_layers": 6,
-        "pool": "cls", "image_size": 96, "epochs": 200, "batch_size": 16, "drop_last": True,
+        "pool": "cls", "image_size": 96, "epochs": 200, "batch_size": 16, "drop_last": True, "optimizer": "adamw",
         "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 5, "lr_decay": "cosine", "max_grad_norm": 1.0,
         "label_smoothing": 0.1, "dropout": 0.1, "drop_path_rate": 0.1, "augment": "trivialaugment",
     },
     "ztm": {
         "model": "vit_b_16", "stem_channels": None, "patch_size": None, "num_transformer_layers": None,
-        "pool": "cls", "image_size": 224, "epochs": 10, "batch_size": 32, "drop_last": False,
+        "pool": "cls", "image_size": 224, "epochs": 10, "batch_size": 32, "drop_last": False, "optimizer": "adamw",
         "lr": 3e-3, "weight_decay": 0.3, "warmup_epochs": 0, "lr_decay": "none", "max_grad_norm": None,
         "label_smoothing": 0.0, "dropout": 0.1, "drop_path_rate": 0.0, "augment": "none",
+    },
+    "finetune": {
+        "model": "vit_ti_16_augreg", "image_size": 224, "epochs": 8, "batch_size": 32, "drop_last": False,
+        "optimizer": "sgd", "lr": 3e-3, "weight_decay": 0.0, "warmup_epochs": 1, "lr_decay": "cosine",
+        "max_grad_norm": 1.0, "label_smoothing": 0.0, "augment": "crop-flip",
     },
 }
 DEFAULT_TRAINING_RECIPE = "small-data"
 
 # None in a recipe means "off" (written as 0) for these flags, and "the preset's own" (left out) for the others.
 _NONE_IS_ZERO = ("stem_channels", "max_grad_norm")
+# The flags that build the course's ViT from scratch; a ResNet, or pretrained weights, bring their own architecture.
+VIT_FLAGS = ("patch_size", "num_transformer_layers", "stem_channels", "pool", "dropout", "drop_path_rate")
 
 
 def recipe_as_flags(values: Mapping[str, Any]) -> list[str]:
@@ -58,14 +69,15 @@ def recipe_as_flags(values: Mapping[str, Any]) -> list[str]:
 
 
 def model_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``model_builder.create_vit`` keyword arguments of a recipe (or of the parsed flags)."""
-    dropout = values["dropout"]
-    overrides = {"img_size": values["image_size"], "drop_path_rate": values["drop_path_rate"], "pool": values["pool"],
-                 "embedding_dropout": dropout, "proj_dropout": dropout, "mlp_dropout": dropout}
-    for name in ("patch_size", "num_transformer_layers", "stem_channels"):
-        if values.get(name) is not None:  # None keeps the preset's own
-            overrides[name] = values[name]
-    return overrides
+    """The ``model_builder.create_vit`` keyword arguments of a recipe (or of the parsed flags); a value that is None
+    or missing keeps the preset's own."""
+    dropout = values.get("dropout")
+    overrides = {"img_size": values["image_size"], "drop_path_rate": values.get("drop_path_rate"),
+                 "pool": values.get("pool"), "embedding_dropout": dropout, "proj_dropout": dropout,
+                 "mlp_dropout": dropout, "patch_size": values.get("patch_size"),
+                 "num_transformer_layers": values.get("num_transformer_layers"),
+                 "stem_channels": values.get("stem_channels")}
+    return {name: value for name, value in overrides.items() if value is not None}
 
 
 def scaled_warmup_epochs(values: Mapping[str, Any], epochs: int) -> int:
@@ -86,10 +98,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def create_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999)
-) -> torch.optim.AdamW:
-    """AdamW with the paper's betas and decoupled weight decay that skips biases, norms and embeddings."""
+    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
+    optimizer: str = "adamw",
+) -> torch.optim.Optimizer:
+    """AdamW with the paper's betas (pre-training, B.1), or SGD with momentum 0.9 (fine-tuning, B.1.1, where
+    ``weight_decay`` is 0); either way the weight decay skips biases, norms and embeddings.
+
+    Raises:
+        ValueError: an unknown ``optimizer``, or a learning rate or weight decay that torch refuses.
+    """
     # weight_decay is also the default so that torch checks it (ValueError); each group sets its own.
+    if optimizer == "sgd":
+        return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if optimizer != "adamw":
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay)
 
 

@@ -1,10 +1,8 @@
 """The course's validation set: photos to choose a recipe by, so that the 75 test photos report it once.
 
-``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and sushi) and ``pizza_steak_sushi_20_percent``
-were drawn separately, with files named by their Food-101 id. The 20 % split's photos in neither the
-10 % split's train nor test set (391 of 600) are the 10 % split's validation set:
-
-    pizza_steak_sushi_validation/<class>/<photo>.jpg  ->  links to pizza_steak_sushi_20_percent/...
+``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and sushi) and ``pizza_steak_sushi_20_percent`` were drawn
+separately, with files named by their Food-101 id. The 20 % split's photos in neither the 10 % split's train nor
+test set (391 of 600) are the validation set, ``pizza_steak_sushi_validation/<class>/<photo>.jpg``, links to them.
 """
 from __future__ import annotations
 
@@ -46,8 +44,7 @@ def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"{folder} does not exist: a split needs train/ and test/ folders. Download it with "
-                f"going_modular.training.validation_split.download_validation_split() or data_setup.download_data."
-            )
+                f"going_modular.training.validation_split.download_validation_split() or data_setup.download_data.")
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             photos.setdefault(class_dir.name, []).extend(
                 p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -56,10 +53,8 @@ def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
 
 def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLike,
                            destination: Optional[PathLike] = None) -> Path:
-    """Make (or reuse) ``destination/<class>/<photo>``, links into the 20 % split (copies where links fail).
-
-    Built beside ``destination`` and renamed into place, so an interrupted build leaves nothing half-made.
-    ``destination`` defaults to ``<data dir>/pizza_steak_sushi_validation``.
+    """Make (or reuse) ``destination/<class>/<photo>`` (default ``<data dir>/pizza_steak_sushi_validation``), links
+    into the 20 % split (copies where links fail), built beside it and renamed into place.
 
     Raises:
         FileNotFoundError: a split is missing.
@@ -74,10 +69,8 @@ def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLi
     if destination.exists():
         found = {(p.parent.name, p.name) for p in destination.glob("*/*") if not p.name.startswith(".")}
         if found != expected:
-            raise data_setup.DataError(
-                f"{destination} exists but does not hold the expected {len(expected)} validation photos "
-                f"({len(found)} found). Delete it, and it is built again."
-            )
+            raise data_setup.DataError(f"{destination} exists but does not hold the expected {len(expected)} "
+                                       f"validation photos ({len(found)} found). Delete it, and it is built again.")
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}-") as scratch:
@@ -101,11 +94,8 @@ def _link_or_copy(source: Path, target: Path, final: Path) -> None:
 
 
 def download_validation_split(data_dir: Optional[PathLike] = None) -> Path:
-    """Download the 10 % and 20 % splits when missing, and return the validation folder built from them.
-
-    Raises:
-        ConnectionError: a split is missing and cannot be downloaded (the message says how to get it).
-    """
+    """Download the 10 % and 20 % splits when missing, and return the validation folder built from them;
+    ConnectionError when a split is missing and cannot be downloaded (the message says how to get it)."""
     data_dir = Path(data_dir) if data_dir is not None else settings.get_data_dir()
     ten = data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi", data_dir=data_dir)
     twenty = data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_20_PERCENT_URL, "pizza_steak_sushi_20_percent",
