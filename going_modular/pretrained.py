@@ -369,8 +369,8 @@ def load_pretrained_vit(
 ) -> tuple[ViT, torchvision.transforms.Compose]:
     """The course's ViT (eval mode) holding named pretrained weights, and the transform from a PIL image to its input.
     The file, at ``pretrained_weights_path(name)`` (downloaded there first when missing), must hold exactly the
-    tensors of the registry's architecture; never random weights. The model keeps the weights' dropout, 0: with
-    ``create_vit``'s 0.1, ViT-Ti/16 at 384 px barely learned (benchmarks/README.md).
+    tensors of the registry's architecture; never random weights. The model keeps the configuration the weights were
+    trained with, dropout 0 included (``create_vit`` would add 0.1 after the embeddings, projections and MLPs).
 
     Args:
         num_classes: None keeps the pretrained head (``imagenet_class_names()``); a number attaches a new

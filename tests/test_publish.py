@@ -1,4 +1,5 @@
-"""tools.publish: one repository address, in pyproject.toml, written into every notebook and the README;
+"""tools.publish: one repository address, in pyproject.toml, written into every notebook, the README, the guides
+and mkdocs.yml;
 and the Colab setup cell it renders, run with a pretend Colab."""
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _relative(path: Path) -> PurePosixPath:
 # --------------------------------------------------------------------------------- the repository as it is
 
 
-def test_every_notebook_and_the_readme_use_pyprojects_address():
+def test_every_notebook_and_text_uses_pyprojects_address():
     problems = publish.check(ROOT)
     assert problems == [], "\n".join(problems) + "\nRun `python -m tools.publish` to rewrite them."
 
@@ -136,7 +137,7 @@ def test_readme_addresses_of_this_repository_change_and_others_do_not():
         "See https://github.com/vit-paper-replicating/vit-paper-replicating/issues and "
         "https://github.com/mrdbourke/pytorch-deep-learning.\n"
     )
-    updated = publish.updated_readme_text(readme, old, NEW)
+    updated = publish.updated_text(readme, old, NEW)
     assert updated == (
         "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         "(https://colab.research.google.com/github/ada/vit-course/blob/main/notebooks/00.ipynb)\n"
@@ -144,8 +145,8 @@ def test_readme_addresses_of_this_repository_change_and_others_do_not():
         "pip install git+https://github.com/ada/vit-course\n"
         "See https://github.com/ada/vit-course/issues and https://github.com/mrdbourke/pytorch-deep-learning.\n"
     )
-    assert publish.readme_problems(updated, NEW) == []
-    assert publish.readme_problems(readme, NEW) == [
+    assert publish.text_problems(updated, NEW) == []
+    assert publish.text_problems(readme, NEW) == [
         "README.md: https://colab.research.google.com/github/vit-paper-replicating/vit-paper-replicating is not "
         f"{NEW}.",
         f"README.md: git clone {old} is not {NEW}.",
@@ -163,6 +164,13 @@ def checkout(tmp_path: Path) -> Path:
     (tmp_path / "README.md").write_text(
         "Install: `pip install git+https://github.com/vit-paper-replicating/vit-paper-replicating`.\n"
         "Data from https://github.com/mrdbourke/pytorch-deep-learning.\n", encoding="utf-8")
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: x\nrepo_url: https://github.com/vit-paper-replicating/vit-paper-replicating  # publish\n",
+        encoding="utf-8")
+    (tmp_path / "docs" / "guides").mkdir(parents=True)
+    (tmp_path / "docs" / "guides" / "notebooks.md").write_text(
+        "[Open in Colab](https://colab.research.google.com/github/vit-paper-replicating/vit-paper-replicating/blob/"
+        "main/notebooks/00_setup_and_data.ipynb)\n", encoding="utf-8")
     for name in SAMPLE_NOTEBOOKS:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
@@ -182,6 +190,10 @@ def test_publish_command_writes_the_address_everywhere_then_check_passes(checkou
         'Repository = "https://github.com/vit-paper-replicating/vit-paper-replicating"', f'Repository = "{NEW}"')
     assert (checkout / "README.md").read_text(encoding="utf-8") == (
         f"Install: `pip install git+{NEW}`.\nData from https://github.com/mrdbourke/pytorch-deep-learning.\n")
+    assert f"repo_url: {NEW}  # publish" in (checkout / "mkdocs.yml").read_text(encoding="utf-8")
+    assert (checkout / "docs" / "guides" / "notebooks.md").read_text(encoding="utf-8") == (
+        f"[Open in Colab](https://colab.research.google.com/github/{NEW.removeprefix('https://github.com/')}/blob/"
+        "main/notebooks/00_setup_and_data.ipynb)\n")
     assert publish.main(["--root", str(checkout), "--check"]) == 0
     before = _snapshot(checkout)
     assert publish.publish(checkout) == []  # a second publish has nothing to do
@@ -211,7 +223,9 @@ def test_check_against_another_address_reports_pyproject_too(checkout):
     problems = publish.check(checkout, NEW)
     assert problems[0] == ("pyproject.toml: [project.urls] Repository is "
                            f"https://github.com/vit-paper-replicating/vit-paper-replicating, not {NEW}.")
-    assert len(problems) == 1 + 2 * len(SAMPLE_NOTEBOOKS) + 1  # pyproject, badge and setup cell of each, README
+    # pyproject, badge and setup cell of each notebook, the README, the site's repo_url, the guide's Colab link
+    assert len(problems) == 1 + 2 * len(SAMPLE_NOTEBOOKS) + 3
+    assert f"mkdocs.yml: repo_url: https://github.com/vit-paper-replicating/vit-paper-replicating is not {NEW}." in problems
 
 
 def test_publish_adds_the_urls_table_when_pyproject_has_none(checkout):
@@ -239,7 +253,7 @@ def test_the_module_runs_as_a_command():
     done = subprocess.run([sys.executable, "-m", "tools.publish", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "use pyproject.toml's repository address" in done.stdout
+    assert "uses pyproject.toml's repository address" in done.stdout
 
 
 # ----------------------------------------------------------------------------- the setup cell, in a pretend Colab

@@ -1,5 +1,6 @@
 """Write the repository's address, kept once in pyproject.toml ([project.urls] Repository), into every notebook's
-Colab badge and setup cell and into the README; or, with --check, list what differs."""
+Colab badge and setup cell, the README, the guides (docs/) and the website's mkdocs.yml; or, with --check, list what
+differs."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 BRANCH = "main"  # the branch the Colab badges open
 README = "README.md"
+TEXTS = ("README.md", "mkdocs.yml", "docs/**/*.md")  # the texts that carry the address, besides the notebooks
 PYPROJECT = "pyproject.toml"
 
 _OWNER = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"
@@ -24,9 +26,10 @@ _REPOSITORY_LINE = re.compile(r'(^\[project\.urls\][^\[]*?^Repository[ \t]*=[ \t
 _BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _BADGE = re.compile(r"\[!\[Open In Colab\]\(" + re.escape(_BADGE_IMAGE) + r"\)\]\((?P<url>[^)\s]*)\)")
 _SETUP_CELL_FIRST_LINE = "# Setup: make `going_modular` importable"
-# The README's addresses of this repository, whatever its name (links to other repositories are left alone).
-_README_ADDRESSES = re.compile(
-    r"(?P<prefix>https://colab\.research\.google\.com/github/|git\+https://github\.com/|git clone https://github\.com/)"
+# The texts' addresses of this repository, whatever its name (links to other repositories are left alone).
+_TEXT_ADDRESSES = re.compile(
+    r"(?P<prefix>https://colab\.research\.google\.com/github/|git\+https://github\.com/|git clone https://github\.com/"
+    r"|repo_url:[ \t]*https://github\.com/)"
     rf"(?P<slug>{_OWNER}/[A-Za-z0-9._-]+?)(?=\.git(?![A-Za-z0-9._-])|\.?(?:[^A-Za-z0-9._-]|$))")
 
 # The first code cell of every notebook; it runs before going_modular is importable, so it imports nothing of it.
@@ -156,26 +159,33 @@ def updated_notebook(raw: str, notebook_path: PurePosixPath, repository: str) ->
     return nbformat.writes(notebook, ensure_ascii=raw.isascii()) + "\n", problems
 
 
-def updated_readme_text(text: str, old_repository: str, repository: str) -> str:
-    """The README with ``old_repository``'s addresses and its Colab, git+ and git clone ones made ``repository``'s."""
+def updated_text(text: str, old_repository: str, repository: str) -> str:
+    """A text with ``old_repository``'s addresses and its Colab, git+, git clone and repo_url ones made
+    ``repository``'s."""
     old, new = _slug(old_repository), _slug(repository)
     text = re.sub(rf"(?<=github\.com/){re.escape(old)}(?![A-Za-z0-9_-])", new, text)  # also colab.../github/OLD
-    return _README_ADDRESSES.sub(lambda match: match["prefix"] + new, text)
+    return _TEXT_ADDRESSES.sub(lambda match: match["prefix"] + new, text)
 
 
-def readme_problems(text: str, repository: str) -> list[str]:
-    """The README's Colab, ``git+`` and ``git clone`` addresses that are not ``repository``'s."""
-    return [f"{README}: {match[0]} is not {repository}." for match in _README_ADDRESSES.finditer(text)
+def text_problems(text: str, repository: str, name: str = README) -> list[str]:
+    """The Colab, ``git+``, ``git clone`` and ``repo_url`` addresses of the text ``name`` that are not
+    ``repository``'s."""
+    return [f"{name}: {match[0]} is not {repository}." for match in _TEXT_ADDRESSES.finditer(text)
             if match["slug"] != _slug(repository)]
 
 
+def text_paths(root: Path) -> list[Path]:
+    """The README, mkdocs.yml and the Markdown under docs/ that ``root`` has."""
+    return [path for pattern in TEXTS for path in sorted(root.glob(pattern)) if path.is_file()]
+
+
 def _plan(root: Path, repository: str | None) -> tuple[dict[Path, str], list[str]]:
-    """The new text of pyproject.toml, every notebook and the README for ``repository``, and what differs now."""
+    """The new text of pyproject.toml, every notebook and text for ``repository``, and what differs now."""
     try:
         current = read_repository(root)
     except PublishError:  # a checkout without an address yet
         current = None
-    pyproject, readme = root / PYPROJECT, root / README
+    pyproject = root / PYPROJECT
     repository = read_repository(root) if repository is None else validate_repository_url(repository)
     texts = {pyproject: _with_repository(pyproject.read_bytes().decode(), repository, pyproject)}
     problems = [] if current == repository else [f"{PYPROJECT}: [project.urls] Repository is {current}, "
@@ -184,14 +194,15 @@ def _plan(root: Path, repository: str | None) -> tuple[dict[Path, str], list[str
         name = PurePosixPath(path.relative_to(root).as_posix())
         texts[path], differences = updated_notebook(path.read_bytes().decode(), name, repository)
         problems += differences
-    if readme.is_file():
-        texts[readme] = updated_readme_text(readme.read_bytes().decode(), current or repository, repository)
-        problems += readme_problems(readme.read_bytes().decode(), repository)
+    for path in text_paths(root):
+        text = path.read_bytes().decode()
+        texts[path] = updated_text(text, current or repository, repository)
+        problems += text_problems(text, repository, path.relative_to(root).as_posix())
     return texts, problems
 
 
 def publish(root: Path, repository: str | None = None) -> list[Path]:
-    """Write ``repository`` (default: pyproject's) to pyproject.toml, every notebook and the README.
+    """Write ``repository`` (default: pyproject's) to pyproject.toml, every notebook and the texts.
 
     Every new text is worked out before any file is written, so an error leaves every file as it was.
     Returns the files that changed."""
@@ -203,7 +214,7 @@ def publish(root: Path, repository: str | None = None) -> list[Path]:
 
 
 def check(root: Path, repository: str | None = None) -> list[str]:
-    """Every pyproject, notebook or README address that differs from ``repository`` (default: pyproject's)."""
+    """Every pyproject, notebook or text address that differs from ``repository`` (default: pyproject's)."""
     return _plan(root, repository)[1]
 
 
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             problems = check(args.root, args.repository)
             print(*problems, f"{len(problems)} difference(s); `python -m tools.publish` rewrites them." if problems
-                  else "Every notebook and the README use pyproject.toml's repository address.", sep="\n")
+                  else "Every notebook and text uses pyproject.toml's repository address.", sep="\n")
             return 1 if problems else 0
         changed = publish(args.root, args.repository)
     except PublishError as error:

@@ -1,0 +1,187 @@
+"""The course's website, built with ``mkdocs build --strict`` and read in a real headless Chromium (Playwright).
+
+Every page loads without a console error or a failed request, every picture on it has loaded, every link inside
+the site leads to a page that exists, notebook 01's equations are typeset, the search finds notebook 01, and each
+notebook page's Colab link opens that notebook. Needs the docs extra (``pip install -e ".[docs]"``) and Debian's
+``chromium``; without them the tests are skipped with what to install, except where VIT_COURSE_REQUIRE_SITE is set
+(``.ci/run`` sets it), where they fail.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from tools import publish
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_PACKAGES = ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "latex2mathml", "playwright")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def chromium_path() -> str | None:
+    """The Chromium to drive: VIT_COURSE_CHROMIUM, else Debian's or Ubuntu's on the PATH."""
+    return os.environ.get("VIT_COURSE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _require_site_tools() -> None:
+    missing = [f'the docs extra (pip install -e ".[docs]"; {name} is missing)'
+               for name in DOCS_PACKAGES if importlib.util.find_spec(name) is None][:1]
+    if chromium_path() is None:
+        missing.append("a Chromium (sudo apt-get install chromium, or VIT_COURSE_CHROMIUM=/path/to/chrome)")
+    if missing:
+        message = "The website test needs " + " and ".join(missing) + "."
+        if os.environ.get("VIT_COURSE_REQUIRE_SITE"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def site():
+    """(its address on localhost, its folder): the site built from this checkout into a temporary folder."""
+    _require_site_tools()
+    with tempfile.TemporaryDirectory(prefix="vit-site-") as site_dir:
+        build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", site_dir],
+                               cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stderr[-4000:]}"
+        handler = functools.partial(_QuietHandler, directory=site_dir)
+        server = _QuietServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/", Path(site_dir)
+        server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a browser that closes a connection early is not the site's fault
+
+
+@pytest.fixture(scope="module")
+def site_url(site) -> str:
+    return site[0]
+
+
+@pytest.fixture(scope="module")
+def browser(site_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def pages(site) -> list[str]:
+    """The address of every page of the site."""
+    site_url, site_dir = site
+    return sorted(urllib.parse.urljoin(site_url, index.parent.relative_to(site_dir).as_posix() + "/")
+                  for index in site_dir.rglob("index.html"))
+
+
+def _open(browser, url: str):
+    """A new page at ``url``, loaded, with the console errors and failed requests it produced."""
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
+    response = page.goto(url, wait_until="networkidle")
+    assert response is not None and response.ok, f"{url} answered {response and response.status}"
+    return page, problems
+
+
+def test_every_page_loads_its_pictures_and_links(browser, pages, site_url):
+    assert len(pages) > 30, f"the site has only {len(pages)} pages"
+    checked: dict[str, bool] = {}
+    for url in pages:
+        page, problems = _open(browser, url)
+        broken_images = page.evaluate(
+            "Array.from(document.images).filter(image => !(image.complete && image.naturalWidth > 0))"
+            ".map(image => image.src)")
+        links = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(link => link.href)")
+        page.close()
+        assert not problems, f"{url}: {problems}"
+        assert not broken_images, f"{url}: pictures that did not load: {broken_images}"
+        for link in {link.split("#")[0] for link in links if link.startswith(site_url)}:
+            if link not in checked:
+                try:
+                    checked[link] = urllib.request.urlopen(link).status == 200
+                except urllib.error.HTTPError:
+                    checked[link] = False
+            assert checked[link], f"{url} links to {link}, which is not on the site"
+
+
+def notebook_url(site_url: str, notebook: str) -> str:
+    return urllib.parse.urljoin(site_url, f"notebooks/{notebook}/")
+
+
+def test_equation_1_is_typeset(browser, site_url):
+    page, problems = _open(browser, notebook_url(site_url, "01_equation_1_patch_embedding"))
+    prose = page.evaluate("Array.from(document.querySelectorAll('.jp-MarkdownOutput')).map(cell => cell.innerText)"
+                          ".join('\\n')")
+    typeset = page.evaluate("document.querySelectorAll('.jp-MarkdownOutput math').length")
+    page.close()
+    assert not problems
+    assert "Equation 1" in prose or "equation 1" in prose
+    assert typeset > 10
+    untypeset = re.findall(r"\$[^$\n]{1,80}\$", prose)
+    assert not untypeset, f"maths left as TeX: {untypeset[:5]}"
+
+
+def test_search_finds_the_patch_embedding_notebook(browser, site_url):
+    page, problems = _open(browser, site_url)
+    page.click("input.md-search__input")
+    # The theme builds its index in a web worker; a query typed before it is ready finds nothing.
+    page.wait_for_function("!document.querySelector('.md-search-result__meta').innerText.includes('Initializing')",
+                           timeout=60_000)
+    page.keyboard.type("patch embedding")
+    page.wait_for_selector(".md-search-result__item a", timeout=30_000)
+    results = page.evaluate("Array.from(document.querySelectorAll('.md-search-result__item a')).map(a => a.href)")
+    page.close()
+    assert not problems
+    assert any("notebooks/01_equation_1_patch_embedding/" in result for result in results), results
+
+
+def test_each_notebook_page_opens_its_notebook_in_colab(browser, site_url):
+    repository = publish.read_repository(ROOT)
+    for path in publish.notebook_paths(ROOT):
+        relative = PurePosixPath(path.relative_to(ROOT).as_posix())
+        page, problems = _open(browser, urllib.parse.urljoin(site_url, str(relative.with_suffix("")) + "/"))
+        colab = page.evaluate("Array.from(document.querySelectorAll('a[href*=\"colab.research.google.com\"]'))"
+                              ".map(a => a.href)")
+        page.close()
+        assert not problems
+        assert colab and set(colab) == {publish.colab_url(repository, relative)}, (relative, colab)
+
+
+def test_screenshots(browser, site_url, capsys):
+    folder = Path(tempfile.mkdtemp(prefix="vit-site-screenshots-"))
+    for name, url in (("home", site_url), ("notebook_01", notebook_url(site_url, "01_equation_1_patch_embedding"))):
+        page, problems = _open(browser, url)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.screenshot(path=folder / f"{name}.png")
+        page.close()
+        assert not problems
+        assert (folder / f"{name}.png").stat().st_size > 10_000
+    with capsys.disabled():
+        print(f"\nScreenshots of the website: {folder}")

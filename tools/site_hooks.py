@@ -1,0 +1,120 @@
+"""mkdocs hooks that build the course's website from the repository as it is, every text kept once.
+
+The site's pages are the repository's files: README.md is the home page, the notebooks keep their paths under
+notebooks/, benchmarks/README.md is the results page, and docs/ holds the guides and the API reference. Links are
+written for GitHub, relative to the file that holds them; here they are rewritten to the page they lead to, or,
+for a file the site does not show (a module, a test), to that file on GitHub. The site loads nothing from other
+servers: the Colab badge is a local picture, and the notebooks' equations are turned from TeX into MathML when the
+site is built (``latex2mathml``), which browsers draw themselves, so that no script has to typeset them.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+import html
+from pathlib import Path
+
+from latex2mathml.converter import convert as tex_to_mathml
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+from mkdocs.utils import get_relative_url
+
+ROOT = Path(__file__).resolve().parent.parent
+# Repository path -> the page's path on the site (None: the same), for the files outside docs/ that the site shows.
+PAGES = {"README.md": "index.md", "benchmarks/README.md": None}
+PAGE_PATTERNS = ("notebooks/*.ipynb", "notebooks/*/*.ipynb", "images/*.png")
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_BADGE = "assets/colab-badge.svg"
+# mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
+NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
+BRANCH = "main"
+
+_MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+_HTML_LINK = re.compile(r"""((?:href|src)=")([^"]+)(")""")
+# In a page's HTML: a block whose text is not prose, or a tag (both kept), or TeX between $$ or $ (converted).
+_PROSE_MATH = re.compile(r"(<(pre|code|script|style|title|textarea)\b.*?</\2>|<[^>]*>)|\$\$(.+?)\$\$|\$([^$<>\n]+?)\$",
+                         re.DOTALL | re.IGNORECASE)
+
+# Repository path -> its File on the site; filled by on_nav for each build.
+_site_files: dict[str, File] = {}
+
+
+def repository_path(file: File) -> str:
+    """Where ``file`` lives in the repository (docs/ files under docs/, the others where the hook found them)."""
+    source = Path(file.abs_src_path).resolve()
+    return source.relative_to(ROOT).as_posix()
+
+
+@event_priority(100)  # before mkdocs-jupyter, which must see the notebooks added here
+def on_files(files: Files, config) -> Files:
+    """Add the repository's own pages (README.md as index.md, the notebooks, the results) and figures."""
+    for path, site_path in PAGES.items():
+        files.append(File.generated(config, site_path or path, abs_src_path=str(ROOT / path)))
+    for pattern in PAGE_PATTERNS:
+        for path in sorted(ROOT.glob(pattern)):
+            # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
+            files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
+    return files
+
+
+def on_nav(nav, config, files: Files):
+    """Note where each repository file is on the site (once every plugin has placed the files)."""
+    _site_files.clear()
+    _site_files.update({repository_path(file): file for file in files
+                        if file.abs_src_path and Path(file.abs_src_path).resolve().is_relative_to(ROOT)})
+    return nav
+
+
+def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
+    """``target``, a link written relative to ``page``'s repository file, as a link that works on the site: to the
+    page or figure it names (a page's source path for Markdown, its URL for HTML), or to the file on GitHub."""
+    if target == COLAB_BADGE:
+        return get_relative_url(LOCAL_BADGE, page.url) if html else posixpath.relpath(
+            LOCAL_BADGE, posixpath.dirname(page.src_uri) or ".")
+    if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", target, re.IGNORECASE):
+        return target  # another site, an anchor on this page, or an absolute path
+    path, hash_mark, anchor = target.partition("#")
+    if not path:
+        return target
+    repository_target = posixpath.normpath(posixpath.join(posixpath.dirname(repository_path(page)), path))
+    suffix = hash_mark + anchor
+    if repository_target in _site_files:
+        linked = _site_files[repository_target]
+        if html:
+            return linked.url_relative_to(page) + suffix
+        return posixpath.relpath(linked.src_uri, posixpath.dirname(page.src_uri) or ".") + suffix
+    if (ROOT / repository_target).exists():
+        kind = "tree" if (ROOT / repository_target).is_dir() else "blob"
+        return f"{repo_url.rstrip('/')}/{kind}/{BRANCH}/{repository_target}{suffix}"
+    return target  # left as written: mkdocs reports it (a failure under --strict)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """Rewrite a Markdown page's links (README.md and the guides are written for GitHub)."""
+    return _MARKDOWN_LINK.sub(
+        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, html=False) + match[3], markdown)
+
+
+def on_page_content(content: str, page, config, files) -> str:
+    """Rewrite a notebook page's links, which mkdocs-jupyter leaves as the notebook has them."""
+    if not page.file.src_uri.endswith(".ipynb"):
+        return content
+    return _HTML_LINK.sub(
+        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, html=True) + match[3], content)
+
+
+def typeset(page_html: str) -> str:
+    """``page_html`` with the TeX of its prose ($...$ inline, $$...$$ displayed) as MathML; code left as it is."""
+    def replace(match: re.Match) -> str:
+        if match[1]:
+            return match[1]
+        tex, display = (match[3], "block") if match[3] is not None else (match[4], "inline")
+        return tex_to_mathml(html.unescape(tex), display=display)
+
+    return _PROSE_MATH.sub(replace, page_html)
+
+
+def on_post_page(output: str, page, config) -> str:
+    """A notebook page's equations (in its text and its table of contents) as MathML, and no MathJax."""
+    return typeset(NO_MATHJAX.sub("", output)) if page.file.src_uri.endswith(".ipynb") else output
+
