@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tools import publish
+from tools import publish, translate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_PACKAGES = ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "latex2mathml", "playwright")
@@ -164,7 +164,7 @@ def test_search_finds_the_patch_embedding_notebook(browser, site_url):
 
 def test_each_notebook_page_opens_its_notebook_in_colab(browser, site_url):
     repository = publish.read_repository(ROOT)
-    for path in publish.notebook_paths(ROOT):
+    for path in translate.english_notebooks(ROOT):
         relative = PurePosixPath(path.relative_to(ROOT).as_posix())
         page, problems = _open(browser, urllib.parse.urljoin(site_url, str(relative.with_suffix("")) + "/"))
         colab = page.evaluate("Array.from(document.querySelectorAll('a[href*=\"colab.research.google.com\"]'))"

@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 BRANCH = "main"  # the branch the Colab badges open
 README = "README.md"
-TEXTS = ("README.md", "mkdocs.yml", "docs/**/*.md")  # the texts that carry the address, besides the notebooks
+TEXTS = ("README.md", "README.zh-CN.md", "mkdocs.yml", "docs/**/*.md")  # the texts that carry the address, besides the notebooks
 PYPROJECT = "pyproject.toml"
 
 _OWNER = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"

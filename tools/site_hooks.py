@@ -9,9 +9,10 @@ site is built (``latex2mathml``), which browsers draw themselves, so that no scr
 """
 from __future__ import annotations
 
+import html
 import posixpath
 import re
-import html
+import sys
 from pathlib import Path
 
 from latex2mathml.converter import convert as tex_to_mathml
@@ -19,17 +20,20 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mkdocs loads hooks by path: the checkout
+from tools.links import MARKDOWN_LINK, is_relative  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 # Repository path -> the page's path on the site (None: the same), for the files outside docs/ that the site shows.
 PAGES = {"README.md": "index.md", "benchmarks/README.md": None}
 PAGE_PATTERNS = ("notebooks/*.ipynb", "notebooks/*/*.ipynb", "images/*.png")
+EDITIONS = ("notebooks/zh-CN",)  # other languages' notebooks: each edition is a site of its own (mkdocs.yml)
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "assets/colab-badge.svg"
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
 NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
 BRANCH = "main"
 
-_MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
 _HTML_LINK = re.compile(r"""((?:href|src)=")([^"]+)(")""")
 # In a page's HTML: a block whose text is not prose, or a tag (both kept), or TeX between $$ or $ (converted).
 _PROSE_MATH = re.compile(r"(<(pre|code|script|style|title|textarea)\b.*?</\2>|<[^>]*>)|\$\$(.+?)\$\$|\$([^$<>\n]+?)\$",
@@ -52,6 +56,8 @@ def on_files(files: Files, config) -> Files:
         files.append(File.generated(config, site_path or path, abs_src_path=str(ROOT / path)))
     for pattern in PAGE_PATTERNS:
         for path in sorted(ROOT.glob(pattern)):
+            if path.relative_to(ROOT).as_posix().startswith(EDITIONS):
+                continue
             # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
             files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
     return files
@@ -71,8 +77,8 @@ def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
     if target == COLAB_BADGE:
         return get_relative_url(LOCAL_BADGE, page.url) if html else posixpath.relpath(
             LOCAL_BADGE, posixpath.dirname(page.src_uri) or ".")
-    if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", target, re.IGNORECASE):
-        return target  # another site, an anchor on this page, or an absolute path
+    if not is_relative(target):
+        return target
     path, hash_mark, anchor = target.partition("#")
     if not path:
         return target
@@ -91,7 +97,7 @@ def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """Rewrite a Markdown page's links (README.md and the guides are written for GitHub)."""
-    return _MARKDOWN_LINK.sub(
+    return MARKDOWN_LINK.sub(
         lambda match: match[1] + site_link(match[2], page.file, config.repo_url, html=False) + match[3], markdown)
 
 
