@@ -59,7 +59,8 @@ def test_code_outputs_and_metadata_are_the_english_ones(edition):
     english_path = ROOT / "notebooks" / edition.relative_to(ROOT / "notebooks" / translate.EDITION)
     chinese, english = (nbformat.read(path, as_version=4) for path in (edition, english_path))
     assert chinese.metadata == english.metadata
-    assert [(cell.cell_type, cell.id) for cell in chinese.cells] == [(cell.cell_type, cell.id) for cell in english.cells]
+    kinds = [[(cell.cell_type, cell.id) for cell in notebook.cells] for notebook in (chinese, english)]
+    assert kinds[0] == kinds[1]
     setup = next(index for index, cell in enumerate(english.cells) if cell.cell_type == "code")
     for index, (zh, en) in enumerate(zip(chinese.cells, english.cells)):
         if en.cell_type != "code":

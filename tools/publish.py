@@ -18,7 +18,8 @@ except ModuleNotFoundError:  # Python < 3.11
 
 BRANCH = "main"  # the branch the Colab badges open
 README = "README.md"
-TEXTS = ("README.md", "README.zh-CN.md", "mkdocs.yml", "docs/**/*.md")  # the texts that carry the address, besides the notebooks
+# The texts that carry the address, besides the notebooks.
+TEXTS = ("README.md", "README.zh-CN.md", "mkdocs.yml", "docs/**/*.md")
 PYPROJECT = "pyproject.toml"
 
 _OWNER = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"
@@ -175,7 +176,7 @@ def text_problems(text: str, repository: str, name: str = README) -> list[str]:
 
 
 def text_paths(root: Path) -> list[Path]:
-    """The README, mkdocs.yml and the Markdown under docs/ that ``root`` has."""
+    """The ``TEXTS`` that ``root`` has: the READMEs, mkdocs.yml and the Markdown under docs/."""
     return [path for pattern in TEXTS for path in sorted(root.glob(pattern)) if path.is_file()]
 
 

@@ -20,10 +20,11 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mkdocs loads hooks by path: the checkout
-from tools.links import MARKDOWN_LINK, is_relative  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # mkdocs loads a hook by its path, without the checkout on sys.path
+from tools.links import MARKDOWN_LINK, is_relative  # noqa: E402
+from tools.publish import BRANCH  # noqa: E402
+
 # Repository path -> the page's path on the site (None: the same), for the files outside docs/ that the site shows.
 PAGES = {"README.md": "index.md", "benchmarks/README.md": None}
 PAGE_PATTERNS = ("notebooks/*.ipynb", "notebooks/*/*.ipynb", "images/*.png")
@@ -32,7 +33,6 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "assets/colab-badge.svg"
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
 NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
-BRANCH = "main"
 
 _HTML_LINK = re.compile(r"""((?:href|src)=")([^"]+)(")""")
 # In a page's HTML: a block whose text is not prose, or a tag (both kept), or TeX between $$ or $ (converted).
@@ -71,11 +71,11 @@ def on_nav(nav, config, files: Files):
     return nav
 
 
-def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
+def site_link(target: str, page: File, repo_url: str, as_url: bool) -> str:
     """``target``, a link written relative to ``page``'s repository file, as a link that works on the site: to the
     page or figure it names (a page's source path for Markdown, its URL for HTML), or to the file on GitHub."""
     if target == COLAB_BADGE:
-        return get_relative_url(LOCAL_BADGE, page.url) if html else posixpath.relpath(
+        return get_relative_url(LOCAL_BADGE, page.url) if as_url else posixpath.relpath(
             LOCAL_BADGE, posixpath.dirname(page.src_uri) or ".")
     if not is_relative(target):
         return target
@@ -86,7 +86,7 @@ def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
     suffix = hash_mark + anchor
     if repository_target in _site_files:
         linked = _site_files[repository_target]
-        if html:
+        if as_url:
             return linked.url_relative_to(page) + suffix
         return posixpath.relpath(linked.src_uri, posixpath.dirname(page.src_uri) or ".") + suffix
     if (ROOT / repository_target).exists():
@@ -98,7 +98,7 @@ def site_link(target: str, page: File, repo_url: str, html: bool) -> str:
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """Rewrite a Markdown page's links (README.md and the guides are written for GitHub)."""
     return MARKDOWN_LINK.sub(
-        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, html=False) + match[3], markdown)
+        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, as_url=False) + match[3], markdown)
 
 
 def on_page_content(content: str, page, config, files) -> str:
@@ -106,7 +106,7 @@ def on_page_content(content: str, page, config, files) -> str:
     if not page.file.src_uri.endswith(".ipynb"):
         return content
     return _HTML_LINK.sub(
-        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, html=True) + match[3], content)
+        lambda match: match[1] + site_link(match[2], page.file, config.repo_url, as_url=True) + match[3], content)
 
 
 def typeset(page_html: str) -> str:
