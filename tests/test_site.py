@@ -1,10 +1,11 @@
-"""The course's website, built with ``mkdocs build --strict`` and read in a real headless Chromium (Playwright).
+"""The course's website, built with ``mkdocs build --strict`` in English and in Chinese (its language switch links
+the two) and read in a real headless Chromium (Playwright).
 
-Every page loads without a console error or a failed request, every picture on it has loaded, every link inside
-the site leads to a page that exists, notebook 01's equations are typeset, the search finds notebook 01, and each
-notebook page's Colab link opens that notebook. Needs the docs extra (``pip install -e ".[docs]"``) and Debian's
-``chromium``; without them the tests are skipped with what to install, except where VIT_COURSE_REQUIRE_SITE is set
-(``.ci/run`` sets it), where they fail.
+Every page of both loads without a console error or a failed request, every picture on it has loaded, every link
+inside the sites leads to a page that exists, notebook 01's equations are typeset, the search finds notebook 01,
+each notebook page's Colab link opens that notebook, and the language switch leads from one home page to the other.
+Needs the docs extra (``pip install -e ".[docs]"``) and Debian's ``chromium``; without them the tests are skipped
+with what to install, except where VIT_COURSE_REQUIRE_SITE is set (``.ci/run`` sets it), where they fail.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tools import publish, translate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_PACKAGES = ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "latex2mathml", "playwright")
+EDITION_CONFIG = f"mkdocs.{translate.EDITION}.yml"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 
@@ -55,9 +57,11 @@ def site():
     """(its address on localhost, its folder): the site built from this checkout into a temporary folder."""
     _require_site_tools()
     with tempfile.TemporaryDirectory(prefix="vit-site-") as site_dir:
-        build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", site_dir],
-                               cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-        assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stderr[-4000:]}"
+        for config, folder in (("mkdocs.yml", site_dir), (EDITION_CONFIG, f"{site_dir}/{translate.EDITION}")):
+            build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", config,
+                                    "--site-dir", folder], cwd=ROOT, capture_output=True, text=True,
+                                   env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+            assert build.returncode == 0, f"mkdocs build --strict -f {config} failed:\n{build.stderr[-4000:]}"
         handler = functools.partial(_QuietHandler, directory=site_dir)
         server = _QuietServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -111,7 +115,7 @@ def _open(browser, url: str):
 
 
 def test_every_page_loads_its_pictures_and_links(browser, pages, site_url):
-    assert len(pages) > 30, f"the site has only {len(pages)} pages"
+    assert len(pages) > 60, f"the two sites have only {len(pages)} pages"
     checked: dict[str, bool] = {}
     for url in pages:
         page, problems = _open(browser, url)
@@ -164,14 +168,28 @@ def test_search_finds_the_patch_embedding_notebook(browser, site_url):
 
 def test_each_notebook_page_opens_its_notebook_in_colab(browser, site_url):
     repository = publish.read_repository(ROOT)
-    for path in translate.english_notebooks(ROOT):
+    for path in publish.notebook_paths(ROOT):
         relative = PurePosixPath(path.relative_to(ROOT).as_posix())
-        page, problems = _open(browser, urllib.parse.urljoin(site_url, str(relative.with_suffix("")) + "/"))
+        site = f"{translate.EDITION}/" if translate.EDITION in relative.parts else ""  # the edition's own site
+        page, problems = _open(browser, urllib.parse.urljoin(site_url, site + str(relative.with_suffix("")) + "/"))
         colab = page.evaluate("Array.from(document.querySelectorAll('a[href*=\"colab.research.google.com\"]'))"
                               ".map(a => a.href)")
         page.close()
         assert not problems
         assert colab and set(colab) == {publish.colab_url(repository, relative)}, (relative, colab)
+
+
+def test_the_language_switch_leads_from_each_home_page_to_the_other(browser, site_url):
+    for start, language, title in ((site_url, "zh", "用 PyTorch 复现"), (f"{site_url}{translate.EDITION}/", "en",
+                                                                      "Replicating the Vision Transformer")):
+        page, problems = _open(browser, start)
+        target = page.evaluate(f"document.querySelector('a.md-select__link[hreflang=\"{language}\"]').href")
+        page.close()
+        other, other_problems = _open(browser, target)
+        heading = other.evaluate("document.querySelector('h1').innerText")
+        other.close()
+        assert not problems and not other_problems
+        assert title in heading, (start, target, heading)
 
 
 def test_screenshots(browser, site_url, capsys):

@@ -1,7 +1,8 @@
 """mkdocs hooks that build the course's website from the repository as it is, every text kept once.
 
 The site's pages are the repository's files: README.md is the home page, the notebooks keep their paths under
-notebooks/, benchmarks/README.md is the results page, and docs/ holds the guides and the API reference. Links are
+notebooks/, benchmarks/README.md is the results page, and docs/ holds the guides and the API reference. A language
+edition (``extra.edition`` in its config, mkdocs.zh-CN.yml) takes its own README and notebooks instead. Links are
 written for GitHub, relative to the file that holds them; here they are rewritten to the page they lead to, or,
 for a file the site does not show (a module, a test), to that file on GitHub. The site loads nothing from other
 servers: the Colab badge is a local picture, and the notebooks' equations are turned from TeX into MathML when the
@@ -25,10 +26,12 @@ sys.path.insert(0, str(ROOT))  # mkdocs loads a hook by its path, without the ch
 from tools.links import MARKDOWN_LINK, is_relative  # noqa: E402
 from tools.publish import BRANCH  # noqa: E402
 
-# Repository path -> the page's path on the site (None: the same), for the files outside docs/ that the site shows.
-PAGES = {"README.md": "index.md", "benchmarks/README.md": None}
-PAGE_PATTERNS = ("notebooks/*.ipynb", "notebooks/*/*.ipynb", "images/*.png")
-EDITIONS = ("notebooks/zh-CN",)  # other languages' notebooks: each edition is a site of its own (mkdocs.yml)
+RESULTS = "benchmarks/README.md"
+FIGURES = "images/*.png"
+# Edition (None: English) -> its home page and its notebooks; each edition is a site of its own.
+EDITIONS = {None: ("README.md", ("notebooks/*.ipynb", "notebooks/*/*.ipynb")),
+            "zh-CN": ("README.zh-CN.md", ("notebooks/zh-CN/*.ipynb", "notebooks/zh-CN/*/*.ipynb"))}
+OTHER_EDITIONS = tuple(f"notebooks/{edition}/" for edition in EDITIONS if edition)
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "assets/colab-badge.svg"
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
@@ -51,12 +54,14 @@ def repository_path(file: File) -> str:
 
 @event_priority(100)  # before mkdocs-jupyter, which must see the notebooks added here
 def on_files(files: Files, config) -> Files:
-    """Add the repository's own pages (README.md as index.md, the notebooks, the results) and figures."""
-    for path, site_path in PAGES.items():
-        files.append(File.generated(config, site_path or path, abs_src_path=str(ROOT / path)))
-    for pattern in PAGE_PATTERNS:
+    """Add the repository's own pages (the edition's README as index.md, its notebooks, the results) and figures."""
+    edition = config.extra.get("edition")
+    home, notebooks = EDITIONS[edition]
+    files.append(File.generated(config, "index.md", abs_src_path=str(ROOT / home)))
+    files.append(File.generated(config, RESULTS, abs_src_path=str(ROOT / RESULTS)))
+    for pattern in (*notebooks, FIGURES):
         for path in sorted(ROOT.glob(pattern)):
-            if path.relative_to(ROOT).as_posix().startswith(EDITIONS):
+            if edition is None and path.relative_to(ROOT).as_posix().startswith(OTHER_EDITIONS):
                 continue
             # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
             files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
