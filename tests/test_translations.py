@@ -28,6 +28,12 @@ def _name(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+@pytest.mark.parametrize("notebook", translate.english_notebooks(ROOT), ids=_name)
+def test_every_english_notebook_has_a_catalog(notebook):
+    assert translate.catalog_path(ROOT, notebook).exists(), (
+        f"{_name(notebook)} has no Chinese catalog: run `python -m tools.translate`, then translate its entries")
+
+
 @pytest.mark.parametrize("catalog", CATALOGS, ids=_name)
 def test_a_catalog_is_current_and_complete(catalog):
     english = _english(catalog)
