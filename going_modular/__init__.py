@@ -1,25 +1,10 @@
 """going_modular: the reusable code of the Vision Transformer course.
 
-The course's modules (the ZTM chapter's names first), each a notebook's idea:
-    data_setup     download pizza_steak_sushi, load images, transforms, dataloaders      (notebook 00)
-    model_builder  the paper's ViT: equations 1-4, the hybrid stem, Table 1's presets    (notebooks 01-05)
-    engine         the training and testing loops                                        (notebook 05)
-    utils          save and load models, seeds, device
-    predictions    predict on image files, with pictures                                 (notebook 07)
-    train          the command line: python -m going_modular.train                       (notebook 05)
-    pretrained     other libraries' weights in the course's ViT; named pretrained weights (notebook 06)
-    features       a head trained on a frozen backbone's cached features                 (notebook 06)
-    exercises      the check cells of the exercise notebooks
-
-The rest, grouped by purpose:
-    figures/       pictures and counts of the model: attention, figure1, figure7, plotting, flops
-    training/      what the training command needs beyond the loop: recipe, checkpoint, distributed,
-                   validation_split, data (MixUp/CutMix, repeated augmentation, nested subsets, preloading)
-    common/        settings (where data and weights live, the reduced run), shapes, download
-
-Imports run one way, never in a cycle: train -> figures/ and training/ -> the course's modules -> common/.
-
-``going_modular.going_modular`` is the ZTM chapter's import path to the same modules.
+The course's modules (the ZTM chapter's names: data_setup, model_builder, engine, utils, predictions, train; then
+pretrained, features, exercises) sit at the top; figures/, training/ and common/ group the rest by purpose
+(docs/guides/package.md maps every module; the website's API reference documents them). Imports run one way, never
+in a cycle: train -> figures/ and training/ -> the course's modules -> common/. ``going_modular.going_modular`` is
+the ZTM chapter's import path to the same modules.
 """
 import importlib
 

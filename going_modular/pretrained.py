@@ -1,11 +1,5 @@
-"""Pretrained weights in the course's own ViT: converting other libraries' weights, and loading them (section 3.2).
-
-    torchvision  vit_from_torchvision, vit_to_torchvision   a torchvision VisionTransformer <-> the course's ViT
-                 create_vit_feature_extractor              torchvision's ViT-B/16, backbone frozen, a new head
-    section 3.2  resize_position_embedding                 position embeddings interpolated to a new patch grid
-    timm         vit_from_timm_state_dict                  a timm-layout state dict -> the course's ViT
-                 load_pretrained_vit                       named weights (``PRETRAINED_WEIGHTS``) at any resolution
-    ImageNet     imagenet_class_names                      the names of an ImageNet head's 1000 outputs
+"""Pretrained weights in the course's own ViT (section 3.2): torchvision's converted both ways, timm-layout files
+loaded by name (``PRETRAINED_WEIGHTS``) at any resolution, position embeddings interpolated to a new patch grid.
 """
 from __future__ import annotations
 

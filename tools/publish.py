@@ -68,6 +68,16 @@ class PublishError(ValueError):
     """The repository address or a file that carries it is not in the expected form."""
 
 
+# A Markdown link [text](target) as groups "](", target, ")"; the site and the Chinese edition rewrite the targets.
+MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+_ELSEWHERE = re.compile(r"^[a-z][a-z0-9+.-]*:|^#|^/", re.IGNORECASE)  # another site, an anchor, an absolute path
+
+
+def is_relative(target: str) -> bool:
+    """Whether a link's ``target`` names a file relative to the one that holds the link."""
+    return not _ELSEWHERE.match(target)
+
+
 def validate_repository_url(url: str) -> str:
     """``url`` as ``https://github.com/OWNER/NAME`` (no trailing "/" or ".git"); PublishError if it is not one."""
     cleaned = url.strip().rstrip("/").removesuffix(".git")

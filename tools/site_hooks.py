@@ -1,12 +1,7 @@
-"""mkdocs hooks that build the course's website from the repository as it is, every text kept once.
-
-The site's pages are the repository's files: README.md is the home page, the notebooks keep their paths under
-notebooks/, benchmarks/README.md is the results page, and docs/ holds the guides and the API reference. A language
-edition (``extra.edition`` in its config, mkdocs.zh-CN.yml) takes its own README and notebooks instead. Links are
-written for GitHub, relative to the file that holds them; here they are rewritten to the page they lead to, or,
-for a file the site does not show (a module, a test), to that file on GitHub. The site loads nothing from other
-servers: the Colab badge is a local picture, and the notebooks' equations are turned from TeX into MathML when the
-site is built (``latex2mathml``), which browsers draw themselves, so that no script has to typeset them.
+"""mkdocs hooks that build the website from the repository's own files: README.md as home page (an edition's, with
+``extra.edition``, its own README and notebooks), the notebooks at their paths, the results, docs/'s guides and API.
+Links written for GitHub lead to the page they name, or to the file on GitHub. Nothing loads from other servers:
+the Colab badge is local, and the notebooks' TeX becomes MathML (``latex2mathml``), which browsers draw themselves.
 """
 from __future__ import annotations
 
@@ -23,15 +18,11 @@ from mkdocs.utils import get_relative_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # mkdocs loads a hook by its path, without the checkout on sys.path
-from tools.links import MARKDOWN_LINK, is_relative  # noqa: E402
-from tools.publish import BRANCH  # noqa: E402
+from tools import translate  # noqa: E402
+from tools.publish import BRANCH, MARKDOWN_LINK, is_relative  # noqa: E402
 
 RESULTS = "benchmarks/README.md"
 FIGURES = "images/*.png"
-# Edition (None: English) -> its home page and its notebooks; each edition is a site of its own.
-EDITIONS = {None: ("README.md", ("notebooks/*.ipynb", "notebooks/*/*.ipynb")),
-            "zh-CN": ("README.zh-CN.md", ("notebooks/zh-CN/*.ipynb", "notebooks/zh-CN/*/*.ipynb"))}
-OTHER_EDITIONS = tuple(f"notebooks/{edition}/" for edition in EDITIONS if edition)
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "assets/colab-badge.svg"
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
@@ -56,15 +47,15 @@ def repository_path(file: File) -> str:
 def on_files(files: Files, config) -> Files:
     """Add the repository's own pages (the edition's README as index.md, its notebooks, the results) and figures."""
     edition = config.extra.get("edition")
-    home, notebooks = EDITIONS[edition]
+    home = "README.md" if edition is None else f"README.{edition}.md"
     files.append(File.generated(config, "index.md", abs_src_path=str(ROOT / home)))
     files.append(File.generated(config, RESULTS, abs_src_path=str(ROOT / RESULTS)))
-    for pattern in (*notebooks, FIGURES):
-        for path in sorted(ROOT.glob(pattern)):
-            if edition is None and path.relative_to(ROOT).as_posix().startswith(OTHER_EDITIONS):
-                continue
-            # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
-            files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
+    notebooks = translate.english_notebooks(ROOT)
+    if edition is not None:
+        notebooks = [translate.edition_path(ROOT, notebook) for notebook in notebooks]
+    for path in [*notebooks, *sorted(ROOT.glob(FIGURES))]:
+        # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
+        files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
     return files
 
 

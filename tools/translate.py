@@ -1,15 +1,8 @@
-"""The Chinese edition (中文版): the English notebooks' prose in gettext catalogs, and the notebooks built from them.
-
-    python -m tools.translate            # update every catalog from its English notebook, then build the complete ones
-    python -m tools.translate --check    # write nothing; list what is stale, missing, empty or fuzzy (exit status 1)
-
-One catalog per notebook, ``translations/zh_CN/<path under notebooks/>.po``: an entry per markdown cell, the
-English cell as ``msgid``, its cell id as ``msgctxt``, the Chinese as ``msgstr`` (Poedit, Weblate and msgmerge read
-it). After an English edit, a changed cell's entry keeps its old translation and becomes fuzzy, with the old English
-as its previous msgid, for the translator to revise; a new cell gets an empty entry. A notebook whose catalog is
-complete (no empty or fuzzy entry) is built as ``notebooks/zh-CN/<path>``: the English notebook with its markdown
-cells translated, code cells, outputs and metadata unchanged, and its Colab badge and setup cell pointing at its own
-path (``tools.publish``).
+"""The Chinese edition (中文版): ``python -m tools.translate`` updates one gettext catalog per notebook,
+``translations/zh_CN/<path under notebooks/>.po`` (msgid: an English markdown cell; msgctxt: its id; msgstr: the
+Chinese), then builds ``notebooks/zh-CN/<path>`` from each complete one: code, outputs and metadata unchanged, the
+Colab badge and setup cell for its own path (``tools.publish``). A changed English cell keeps its translation, fuzzy,
+with the old English as previous msgid; a new cell gets an empty entry.
 """
 from __future__ import annotations
 
@@ -22,7 +15,7 @@ import nbformat
 import polib
 
 from tools import publish
-from tools.links import MARKDOWN_LINK, is_relative
+from tools.publish import MARKDOWN_LINK, is_relative
 
 LANGUAGE = "zh_CN"  # the catalogs' language code (gettext's spelling)
 EDITION = "zh-CN"  # the edition's folder under notebooks/ (the web's spelling)
@@ -49,12 +42,9 @@ def updated_catalog(notebook: nbformat.NotebookNode, catalog: polib.POFile | Non
     changed)."""
     old = {entry.msgctxt: entry for entry in catalog} if catalog is not None else {}
     new = polib.POFile(wrapwidth=0)
-    new.metadata = {"Project-Id-Version": "vit-paper-replicating", "Language": LANGUAGE,
-                    "MIME-Version": "1.0", "Content-Type": "text/plain; charset=UTF-8",
-                    "Content-Transfer-Encoding": "8bit"}
-    for cell in notebook.cells:
-        if cell.cell_type != "markdown":
-            continue
+    new.metadata = {"Project-Id-Version": "vit-paper-replicating", "Language": LANGUAGE, "MIME-Version": "1.0",
+                    "Content-Type": "text/plain; charset=UTF-8", "Content-Transfer-Encoding": "8bit"}
+    for cell in (cell for cell in notebook.cells if cell.cell_type == "markdown"):
         entry = polib.POEntry(msgctxt=cell.id, msgid=cell.source)
         before = old.get(cell.id)
         if before is not None and before.msgstr:
@@ -98,44 +88,27 @@ def built_notebook(root: Path, notebook: Path, catalog: polib.POFile, repository
     return publish.updated_notebook(text, edition, repository)[0]
 
 
-def _plan(root: Path) -> tuple[dict[Path, str], list[str]]:
-    """The new text of every catalog and every buildable Chinese notebook, and what is stale or incomplete."""
-    repository = publish.read_repository(root)
-    texts, problems = {}, []
+def main(argv: list[str] | None = None) -> int:
+    """Update every catalog from its English notebook, build the Chinese notebook of each complete one, and list the
+    entries left to translate (tests/test_translations.py checks that there are none)."""
+    parser = argparse.ArgumentParser(prog="python -m tools.translate", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="the checkout's root")
+    root = parser.parse_args(argv).root
+    repository, left = publish.read_repository(root), []
     for notebook in english_notebooks(root):
         path = catalog_path(root, notebook)
-        name = path.relative_to(root).as_posix()
         old = polib.pofile(str(path), wrapwidth=0) if path.exists() else None
         catalog = updated_catalog(nbformat.read(notebook, as_version=4), old)
-        texts[path] = catalog.__unicode__()
-        if old is None or old.__unicode__() != texts[path]:
-            problems.append(f"{name}: out of date with {notebook.relative_to(root).as_posix()}")
-        incomplete = catalog_problems(catalog, name)
-        problems += incomplete
-        if not incomplete:
-            edition = edition_path(root, notebook)
-            texts[edition] = built_notebook(root, notebook, catalog, repository)
-            if not edition.exists() or edition.read_text(encoding="utf-8") != texts[edition]:
-                problems.append(f"{edition.relative_to(root).as_posix()}: not what the catalog builds")
-    return texts, problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line: 0 done or up to date, 1 ``--check`` found work left."""
-    parser = argparse.ArgumentParser(prog="python -m tools.translate", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is left to do")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="the checkout's root")
-    args = parser.parse_args(argv)
-    texts, problems = _plan(args.root)
-    if args.check:
-        print(*problems, f"{len(problems)} thing(s) left to do." if problems else "The Chinese edition is complete.",
-              sep="\n")
-        return 1 if problems else 0
-    for path, text in texts.items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(args.root).as_posix()}")
+        texts = {path: catalog.__unicode__()}
+        left += catalog_problems(catalog, path.relative_to(root).as_posix())
+        if not catalog_problems(catalog, ""):
+            texts[edition_path(root, notebook)] = built_notebook(root, notebook, catalog, repository)
+        for target, text in texts.items():
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+                print(f"wrote {target.relative_to(root).as_posix()}")
+    print(*left, f"{len(left)} entries left to translate." if left else "The Chinese edition is complete.", sep="\n")
     return 0
 
 

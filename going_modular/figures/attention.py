@@ -3,16 +3,6 @@
 Every function takes weights as ``ViT(..., return_attention=True)`` returns them: one tensor
 [batch, heads, N + 1, N + 1] per layer, softmax(q k^T / sqrt(D_h)) of equation 2, token 0 the class
 token and tokens 1..N the patches in row-major order on the grid ``model.grid_size`` (equation 1).
-
-    class_token_attention      one layer -> per-head maps of the class token's attention over patches
-    upsample_attention_map     a [rows, cols] map -> [H, W], to lie over the image
-    plot_attention_over_image  one map drawn over one image
-    plot_attention_heads       one map per head, side by side, over the same image
-    attention_rollout          all layers -> how much each token draws on each input token
-    patch_distances            pixel distances between patch centres
-    mean_attention_distance    one layer -> each head's mean attention distance (Figure 7 right)
-    plot_attention_matrix      one head's matrix A beside one of its rows over the image
-    plot_qkv_heads             a diagram: one token's qkv output split into q, k, v and into heads
 """
 from __future__ import annotations
 

@@ -2,10 +2,6 @@
 
 The shapes are not typed in: ``vit_shapes`` traces the preset's ``model_builder.ViT`` on PyTorch's
 ``meta`` device (no memory, no arithmetic), so the picture always says what the package's model does.
-
-    vit_shapes("vit_b_16")          -> VitShapes (image [1, 3, 224, 224], ..., logits [1, 1000])
-    plot_vit_overview(image=None)   -> the matplotlib Figure
-    save_vit_overview()             -> images/figure1_vit_overview.png
 """
 from __future__ import annotations
 

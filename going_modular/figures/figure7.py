@@ -1,12 +1,6 @@
-"""The three panels of the paper's Figure 7 (section 4.5, "Inspecting Vision Transformer"; notebook 07).
-
-    left    "the top principal components of the learned embedding filters" (E of equation 1)
-                -> patch_embedding_principal_components, plot_embedding_filters
-    centre  "similarity of position embeddings", on the token grid
-                -> position_embedding_similarity, plot_position_similarity (enlarged: plot_similarity_of_patches)
-    right   "size of attended area by head and network depth" (``attention.mean_attention_distance``)
-                -> plot_mean_attention_distance
-    all three, in one row as the paper lays them out -> plot_figure7
+"""The three panels of the paper's Figure 7 (section 4.5, "Inspecting Vision Transformer"; notebook 07): the principal
+components of the embedding filters E, the similarity of position embeddings, and the attended area by head and
+depth (``attention.mean_attention_distance``); ``plot_figure7`` draws all three in one row, as the paper does.
 
 Every function reads the course's ``model_builder.ViT`` (convert torchvision's: ``pretrained.vit_from_torchvision``).
 """
