@@ -80,8 +80,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", choices=MODELS, help="The model to train at every point; none: only report.")
     parser.add_argument("--label", help="Its runs' folder in --output-dir and name in the table; None: --model.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[28, 56, 112, 225],
-                        help="Subsets of the 10 %% split's training photos.")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[28, 56, 112, 225],
+                        help="Subsets of the 10 %% split's training photos (none: only --larger).")
     parser.add_argument("--larger", action=argparse.BooleanOptionalAction, default=True,
                         help="Also train on all of --larger-train-dir (the 20 %% split's 450 photos).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="One run per seed and point.")

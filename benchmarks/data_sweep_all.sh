@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# The whole of Figure 4 in miniature in one command, for a machine with a GPU and many cores (about 60 runs):
-#     bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS]
-# For each model, side by side: train the 225-photo point once per candidate learning rate and seed
-# (OUTPUT_DIR/recipe_choice/<model>_lr<lr>), keep the rate with the best mean final validation accuracy, then
-# sweep every point with it (OUTPUT_DIR/data_sweep/<model>; the chosen rate's 225-photo runs are reused, not
-# trained again). choice.txt records each choice; summary.md and data_sweep.png are the table and the picture.
-# Runs that finished are read, not trained again, so the command continues where it stopped.
+# The whole of Figure 4 in miniature in one command (63 runs of 100 epochs):
+#     bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]
+# A queue of single runs, JOBS at a time (default: one per CPU core, one thread each). First every candidate
+# learning rate of every model at 225 photos, 3 seeds (OUTPUT_DIR/recipe_choice/<model>_lr<lr>); each model keeps
+# the rate with the best mean final validation accuracy (choice.txt). Then every other point at that rate
+# (OUTPUT_DIR/data_sweep/<model>; the chosen rate's 225-photo runs are copied there, not trained again).
+# summary.md and data_sweep.png are the table and the picture. Finished runs are read, not trained again, and an
+# interrupted run resumes from its last epoch, so the command continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS]"}
+out=$(realpath -m "${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]"}")
 epochs=${2:-100}
+jobs=${3:-$(nproc)}
 device=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-mkdir -p "$out"
+declare -A candidates=([resnet18]="1e-3 2e-3 4e-3" [vit]="3e-4 5e-4 1e-3" [hybrid]="5e-4 1e-3 2e-3")
+models="resnet18 vit hybrid"  # the slowest first, so that the queue ends on short runs
+mkdir -p "$out/logs"
 python -c "from going_modular.training import validation_split; validation_split.download_validation_split()"
 
-choose_and_sweep() {  # MODEL LR...: the recipe choice at 225 photos, then the sweep at the chosen rate
-    local model=$1; shift
-    for lr in "$@"; do
-        python benchmarks/data_sweep.py --model "$model" --label "${model}_lr$lr" --sizes 225 --no-larger \
-            --epochs "$epochs" --jobs 3 --threads 1 --device "$device" --output-dir "$out/recipe_choice" \
-            -- --lr "$lr" --num-workers 0 >"$out/${model}_lr$lr.log" 2>&1 &
-    done
-    wait
-    local best
+run() {  # MODEL LABEL FOLDER SEED LR [SIZE FLAGS...]: one run of data_sweep.py, its output in logs/
+    local model=$1 label=$2 folder=$3 seed=$4 lr=$5
+    shift 5
+    python benchmarks/data_sweep.py --model "$model" --label "$label" --seeds "$seed" "$@" --epochs "$epochs" \
+        --jobs 1 --threads 1 --device "$device" --output-dir "$folder" -- --lr "$lr" --num-workers 0 \
+        >>"$out/logs/$label.log" 2>&1 || echo "failed: $*; see $out/logs/$label.log" >&2
+}
+export -f run
+export out epochs device
+
+for seed in 0 1 2; do for model in $models; do for lr in ${candidates[$model]}; do
+    echo "$model ${model}_lr$lr $out/recipe_choice $seed $lr --sizes 225 --no-larger"
+done; done; done | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
+
+: >"$out/choice.txt"
+: >"$out/choice.lrs"
+for model in $models; do
     best=$(python - "$out/recipe_choice" "$model" <<'PY'
 import json, statistics, sys
 from pathlib import Path
@@ -36,14 +48,16 @@ PY
     echo "$model: learning rate $best (best mean final validation accuracy at 225 photos)" >>"$out/choice.txt"
     mkdir -p "$out/data_sweep/$model"
     cp "$out/recipe_choice/${model}_lr$best"/n225_seed*_results.json "$out/data_sweep/$model/"
-    python benchmarks/data_sweep.py --model "$model" --epochs "$epochs" --jobs 6 --threads 1 --device "$device" \
-        --output-dir "$out/data_sweep" -- --lr "$best" --num-workers 0 >"$out/${model}_sweep.log" 2>&1
-}
+    echo "$model $best" >>"$out/choice.lrs"
+done
 
-choose_and_sweep resnet18 1e-3 2e-3 4e-3 & resnet=$!
-choose_and_sweep vit 3e-4 5e-4 1e-3 & vit=$!
-choose_and_sweep hybrid 5e-4 1e-3 2e-3 & hybrid=$!
-wait $resnet $vit $hybrid
+for seed in 0 1 2; do while read -r model lr; do
+    for sizes in "--sizes --larger" "--sizes 28 --no-larger" "--sizes 56 --no-larger" "--sizes 112 --no-larger"; do
+        echo "$model $model $out/data_sweep $seed $lr $sizes"
+    done
+done <"$out/choice.lrs"; done | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
+rm "$out/choice.lrs"
+
 python benchmarks/data_sweep.py --output-dir "$out/recipe_choice" >/dev/null
 python benchmarks/data_sweep.py --output-dir "$out/data_sweep" --plot "$out/data_sweep.png"
 cat "$out/choice.txt"
