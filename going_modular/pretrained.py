@@ -301,10 +301,6 @@ class PretrainedWeights:
     def image_size(self) -> int:
         return self.architecture["img_size"]
 
-    @property
-    def num_classes(self) -> int:
-        return self.architecture["num_classes"]
-
     def transforms(self) -> torchvision.transforms.Compose:
         """The preprocessing the weights were trained with: a PIL image -> a normalised [3, size, size] tensor."""
         steps = torchvision.transforms

@@ -21,7 +21,7 @@ from torch import nn
 
 from going_modular import features, pretrained, train
 from going_modular.common import settings
-from going_modular.data_setup import load_image
+from going_modular.data_setup import VIT_MEAN, VIT_STD, load_image
 from going_modular.model_builder import ViT
 from going_modular.training import recipe
 from going_modular.pretrained import (
@@ -505,6 +505,25 @@ def test_shared_weights_see_a_pizza(vit_ti_path):
     assert pretrained.imagenet_class_names()[int(probabilities.argmax())] == "pizza"
     assert probabilities.max() > 0.5  # the README measured 0.95
 
+
+
+def test_shared_weights_at_384_px_interpolate_their_14_x_14_positions_to_24_x_24_and_still_see_the_pizza(vit_ti_path):
+    at_224, _ = load_pretrained_vit("vit_ti_16_augreg")
+    at_384, _ = load_pretrained_vit("vit_ti_16_augreg", img_size=384)
+    assert at_224.position_embedding.shape == (1, 1 + 14 * 14, 192)
+    assert at_384.position_embedding.shape == (1, 1 + 24 * 24, 192)
+    assert torch.equal(at_384.position_embedding, pretrained.resize_position_embedding(at_224.position_embedding, 24))
+    assert torch.equal(at_384.position_embedding[:, 0], at_224.position_embedding[:, 0])  # the class token's row
+    resize_and_crop = torchvision.transforms.Compose([  # the weights' own preprocessing, at 384 px
+        torchvision.transforms.Resize(384, interpolation=torchvision.transforms.InterpolationMode.BICUBIC),
+        torchvision.transforms.CenterCrop(384), torchvision.transforms.ToTensor(),
+        torchvision.transforms.Normalize(VIT_MEAN, VIT_STD)])
+    image_path = settings.get_data_dir() / "04-pizza-dad.jpeg"
+    if not image_path.is_file():
+        pytest.skip(f"{image_path} is not there; .ci/run stages it from ../shared/data/.")
+    with torch.no_grad():
+        probabilities = at_384(resize_and_crop(load_image(image_path)).unsqueeze(0)).softmax(dim=-1)[0]
+    assert pretrained.imagenet_class_names()[int(probabilities.argmax())] == "pizza"  # 0.97 when measured
 
 def test_shared_weights_with_a_new_head_freeze_the_backbone_unless_asked(vit_ti_path):
     model, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3)
