@@ -29,8 +29,8 @@ against the photos that score it.
 
 Each run is one ``python -m going_modular.train`` (``training_runs.train_in_child``), its results JSON in
 <output-dir>/<label>/n<photos>_seed<seed>_results.json: run again, the sweep reads what finished and resumes what was
-interrupted. The table (final epoch, mean ± sample std over seeds, wall time per run) covers every label in
-<output-dir>; it is printed and written to <output-dir>/summary.md.
+interrupted. The table (final epoch, mean ± sample std over seeds and each seed's value, wall time per run) covers
+every label in <output-dir>; it is printed and written to <output-dir>/summary.md.
 """
 from __future__ import annotations
 
@@ -173,6 +173,12 @@ def collect(output_dir: Path) -> dict[str, dict[int, list[dict]]]:
     return runs
 
 
+def _with_seeds(values: Sequence[Optional[float]]) -> str:
+    """``mean_std``, then each seed's value in brackets when there are several."""
+    present = [value for value in values if value is not None]
+    return mean_std(values) + (f" ({', '.join(f'{value:.3f}' for value in present)})" if len(present) > 1 else "")
+
+
 def report(options: argparse.Namespace) -> str:
     """The Markdown table of every finished run in --output-dir (written to summary.md), and the --plot."""
     runs = collect(options.output_dir)
@@ -180,8 +186,8 @@ def report(options: argparse.Namespace) -> str:
     for label, points in sorted(runs.items()):
         for photos, scores in sorted(points.items()):
             steps = "/".join(str(steps) for steps in sorted({run["steps"] for run in scores}))  # one number, or a bug
-            rows.append([label, photos, steps, mean_std([run["val"] for run in scores]),
-                         mean_std([run["test"] for run in scores]),
+            rows.append([label, photos, steps, _with_seeds([run["val"] for run in scores]),
+                         _with_seeds([run["test"] for run in scores]),
                          f"{statistics.fmean(run['wall_seconds'] for run in scores) / 60:.1f}", len(scores)])
     table = markdown_table(["model", "training photos", "steps", "validation (final)", "10 % test (final)",
                             "min per run", "seeds"], rows)
