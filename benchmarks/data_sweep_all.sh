@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# The whole of Figure 4 in miniature in one command (69 runs of 100 epochs):
+# The whole of Figure 4 in miniature in one command (up to 72 runs of 100 epochs):
 #     bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]
-# A queue of single runs, JOBS at a time (default: one per CPU core, one thread each). First every candidate
-# learning rate of every model at 225 photos, 3 seeds (OUTPUT_DIR/recipe_choice/<model>_lr<lr>); each model keeps
-# the rate with the best mean final validation accuracy (choice.txt). Then every other point at that rate
-# (OUTPUT_DIR/data_sweep/<model>; the chosen rate's 225-photo runs are copied there, not trained again).
-# summary.md and data_sweep.png are the table and the picture. Finished runs are read, not trained again, and an
-# interrupted run resumes from its last epoch, so the command continues where it stopped.
+# A queue of single runs, JOBS at a time (default: one per CPU core, one thread each). First the 225-photo point for
+# every candidate learning rate of every model (OUTPUT_DIR/recipe_choice/<model>_lr<lr>): seed 0, then seeds 1 and 2
+# for the rates within 0.05 of the best. Each model keeps the rate with the best mean final validation accuracy
+# (choice.txt), and every other point trains at that rate (OUTPUT_DIR/data_sweep/<model>; the chosen rate's
+# 225-photo runs are copied there, not trained again). summary.md and data_sweep.png are the table and the picture.
+# Finished runs are read, not trained again, and an interrupted run resumes from its last epoch, so the command
+# continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]"}")
 epochs=${2:-100}
 jobs=${3:-$(nproc)}
 device=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-declare -A candidates=([resnet18]="1e-3 2e-3 4e-3" [vit]="3e-4 5e-4 1e-3" [hybrid]="1.25e-4 2.5e-4 5e-4 1e-3 2e-3")
+declare -A candidates=([resnet18]="1e-3 2e-3 4e-3" [vit]="3e-4 5e-4 1e-3" [hybrid]="6.25e-5 1.25e-4 2.5e-4 5e-4 1e-3 2e-3")
 models="resnet18 vit hybrid"  # the slowest first, so that the queue ends on short runs
 mkdir -p "$out/logs"
 python -c "from going_modular.training import validation_split; validation_split.download_validation_split()"
@@ -28,23 +29,35 @@ run() {  # MODEL LABEL FOLDER SEED LR [SIZE FLAGS...]: one run of data_sweep.py,
 export -f run
 export out epochs device
 
-for seed in 0 1 2; do for model in $models; do for lr in ${candidates[$model]}; do
-    echo "$model ${model}_lr$lr $out/recipe_choice $seed $lr --sizes 225 --no-larger"
-done; done; done | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
+within() {  # MODEL MARGIN: its candidate rates whose mean final validation accuracy (over the seeds run) at 225
+    # photos is within MARGIN of the best one's, best first
+    python - "$out/recipe_choice" "$1" "$2" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+folder, model, margin = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+means = {label.name.split("_lr")[1]: statistics.fmean(json.loads(path.read_text())["metrics"]["val_acc"][-1]
+                                                      for path in label.glob("n225_seed*_results.json"))
+         for label in folder.glob(f"{model}_lr*")}
+print(" ".join(lr for lr in sorted(means, key=means.get, reverse=True) if means[lr] >= max(means.values()) - margin))
+PY
+}
+
+choose() {  # SEED...: every candidate of every model at 225 photos
+    for seed in "$@"; do for model in $models; do for lr in ${candidates[$model]}; do
+        echo "$model ${model}_lr$lr $out/recipe_choice $seed $lr --sizes 225 --no-larger"
+    done; done; done | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
+}
+
+choose 0
+for model in $models; do  # seeds 1 and 2 only for the rates within 0.05 (about two seeds' spread) of the best
+    candidates[$model]=$(within "$model" 0.05)
+done
+choose 1 2
 
 : >"$out/choice.txt"
 : >"$out/choice.lrs"
 for model in $models; do
-    best=$(python - "$out/recipe_choice" "$model" <<'PY'
-import json, statistics, sys
-from pathlib import Path
-folder, model = Path(sys.argv[1]), sys.argv[2]
-means = {label.name.split("_lr")[1]: statistics.fmean(json.loads(path.read_text())["metrics"]["val_acc"][-1]
-                                                      for path in label.glob("n225_seed*_results.json"))
-         for label in folder.glob(f"{model}_lr*")}
-print(max(means, key=means.get))
-PY
-)
+    best=$(within "$model" 0 | cut -d " " -f 1)
     echo "$model: learning rate $best (best mean final validation accuracy at 225 photos)" >>"$out/choice.txt"
     mkdir -p "$out/data_sweep/$model"
     cp "$out/recipe_choice/${model}_lr$best"/n225_seed*_results.json "$out/data_sweep/$model/"
