@@ -119,6 +119,7 @@ def test_a_sweep_of_no_sizes_plans_only_the_larger_folder(folders, tmp_path):
     options, _ = data_sweep.parse_args([*_sweep_argv(folders, tmp_path, "--model", "vit")[2:], "--sizes"])
     assert [(point.photos, point.subset, point.val_dir) for point in data_sweep.plan(options)] == [(16, None, None)]
 
+
 def test_the_sweep_gives_every_model_as_many_steps_at_each_point_scored_on_other_photos(folders, tmp_path, monkeypatch):
     def train_here(command, **kwargs):  # [python, -m, going_modular.train, *flags], without starting a Python each
         train.main(command[3:])        # (test_benchmark.py's scratch_accuracy run starts real child processes)

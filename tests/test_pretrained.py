@@ -506,7 +506,6 @@ def test_shared_weights_see_a_pizza(vit_ti_path):
     assert probabilities.max() > 0.5  # the README measured 0.95
 
 
-
 def test_shared_weights_at_384_px_interpolate_their_14_x_14_positions_to_24_x_24_and_still_see_the_pizza(vit_ti_path):
     at_224, _ = load_pretrained_vit("vit_ti_16_augreg")
     at_384, _ = load_pretrained_vit("vit_ti_16_augreg", img_size=384)
@@ -524,6 +523,7 @@ def test_shared_weights_at_384_px_interpolate_their_14_x_14_positions_to_24_x_24
     with torch.no_grad():
         probabilities = at_384(resize_and_crop(load_image(image_path)).unsqueeze(0)).softmax(dim=-1)[0]
     assert pretrained.imagenet_class_names()[int(probabilities.argmax())] == "pizza"  # 0.97 when measured
+
 
 def test_shared_weights_with_a_new_head_freeze_the_backbone_unless_asked(vit_ti_path):
     model, _ = load_pretrained_vit("vit_ti_16_augreg", num_classes=3)
