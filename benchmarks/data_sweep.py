@@ -1,6 +1,6 @@
 """Figure 4 in miniature: a CNN, the plain ViT and the hybrid ViT trained from scratch on more and more photos.
 
-    python benchmarks/data_sweep.py --model resnet18 --jobs 2 --threads 1 -- --lr 2e-3   # one model at every point
+    python benchmarks/data_sweep.py --model resnet18 --jobs 2 --threads 1 -- --lr 5e-4   # one model at every point
     python benchmarks/data_sweep.py --plot images/data_sweep.png                        # the table and picture only
 
 Section 4.3 of the paper trains ViTs and ResNets on subsets of JFT-300M from 9 M to 300 M images (Figure 4): with

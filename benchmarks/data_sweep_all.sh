@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole of Figure 4 in miniature in one command (up to 72 runs of 100 epochs):
+# The whole of Figure 4 in miniature in one command (up to 81 runs of 100 epochs):
 #     bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]
 # A queue of single runs, JOBS at a time (default: one per CPU core, one thread each). First the 225-photo point for
 # every candidate learning rate of every model (OUTPUT_DIR/recipe_choice/<model>_lr<lr>): seed 0, then seeds 1 and 2
@@ -14,7 +14,8 @@ out=$(realpath -m "${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EP
 epochs=${2:-100}
 jobs=${3:-$(nproc)}
 device=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-declare -A candidates=([resnet18]="1e-3 2e-3 4e-3" [vit]="3e-4 5e-4 1e-3" [hybrid]="6.25e-5 1.25e-4 2.5e-4 5e-4 1e-3 2e-3")
+declare -A candidates=([resnet18]="2.5e-4 5e-4 1e-3 2e-3 4e-3" [vit]="1.5e-4 3e-4 5e-4 1e-3"
+                       [hybrid]="6.25e-5 1.25e-4 2.5e-4 5e-4 1e-3 2e-3")
 models="resnet18 vit hybrid"  # the slowest first, so that the queue ends on short runs
 mkdir -p "$out/logs"
 python -c "from going_modular.training import validation_split; validation_split.download_validation_split()"
@@ -59,7 +60,13 @@ choose 1 2
 for model in $models; do
     best=$(within "$model" 0 | cut -d " " -f 1)
     echo "$model: learning rate $best (best mean final validation accuracy at 225 photos)" >>"$out/choice.txt"
+    chosen="$out/data_sweep/$model/learning_rate"
+    if [[ -f $chosen && $(<"$chosen") != "$best" ]]; then  # a grid grew and chose anew: set the old runs aside
+        mkdir -p "$out/superseded"
+        mv "$out/data_sweep/$model" "$out/superseded/${model}_lr$(<"$chosen")"
+    fi
     mkdir -p "$out/data_sweep/$model"
+    echo "$best" >"$chosen"
     cp "$out/recipe_choice/${model}_lr$best"/n225_seed*_results.json "$out/data_sweep/$model/"
     echo "$model $best" >>"$out/choice.lrs"
 done
