@@ -30,7 +30,9 @@ against the photos that score it.
 Each run is one ``python -m going_modular.train`` (``training_runs.train_in_child``), its results JSON in
 <output-dir>/<label>/n<photos>_seed<seed>_results.json: run again, the sweep reads what finished and resumes what was
 interrupted. The table (final epoch, mean ± sample std over seeds and each seed's value, wall time per run) covers
-every label in <output-dir>; it is printed and written to <output-dir>/summary.md.
+every label in <output-dir>; it is printed and written to <output-dir>/summary.md. ``--archive DIR`` copies the
+results without their per-step lists (135 kB a run -> 20), as benchmarks/results/figure4 holds this project's runs:
+``--output-dir`` of that folder gives the recorded table and picture without training.
 """
 from __future__ import annotations
 
@@ -93,6 +95,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     parser.add_argument("--val-dir", type=Path, help="Its validation photos; None: the course's (validation_split).")
     parser.add_argument("--larger-train-dir", type=Path, help="None: the 20 %% split's train/.")
     parser.add_argument("--plot", type=Path, help="Draw accuracy against training photos into this PNG.")
+    parser.add_argument("--archive", type=Path, help="Copy every finished run's results, without per-step lists, "
+                        "to this folder's <label>/.")
     add_run_options(parser, Path(tempfile.gettempdir()) / "data_sweep")
     options = parser.parse_args(own)
     check_run_options(parser, options)
@@ -173,6 +177,18 @@ def collect(output_dir: Path) -> dict[str, dict[int, list[dict]]]:
     return runs
 
 
+def archive(output_dir: Path, archive_dir: Path) -> None:
+    """Copy each finished run's results JSON in ``output_dir`` to ``archive_dir``/<label>/ without its per-step lists
+    (``steps``), whose length stays as ``num_steps``: a finished run that ``collect`` and a resumed sweep read alike."""
+    for path in output_dir.glob("*/n*_seed*_results.json"):
+        results = json.loads(path.read_text())
+        if "steps" in results:
+            results["num_steps"] = len(results.pop("steps")["lr"])
+        target = archive_dir / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def _with_seeds(values: Sequence[Optional[float]]) -> str:
     """``mean_std``, then each seed's value in brackets when there are several."""
     present = [value for value in values if value is not None]
@@ -225,6 +241,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 
         side_by_side(run, [(seed, point) for seed in options.seeds for point in points], options.jobs)
     table = report(options)
+    if options.archive is not None:
+        archive(options.output_dir, options.archive)
     print(table)
     return table
 

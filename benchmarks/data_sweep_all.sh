@@ -7,7 +7,9 @@
 # (choice.txt), and every other point trains at that rate (OUTPUT_DIR/data_sweep/<model>; the chosen rate's
 # 225-photo runs are copied there, not trained again). summary.md and data_sweep.png are the table and the picture.
 # Finished runs are read, not trained again, and an interrupted run resumes from its last epoch, so the command
-# continues where it stopped.
+# continues where it stopped. When a grown grid moves a model's choice, its runs at the old rate move to
+# OUTPUT_DIR/superseded/. LEARNING_RATES="resnet18=5e-4 vit=3e-4 hybrid=1.25e-4" (the rates chosen in
+# benchmarks/README.md) replaces those models' grids: the figure without the choice, 36 runs instead of up to 81.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]"}")
@@ -17,6 +19,13 @@ device=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else
 declare -A candidates=([resnet18]="2.5e-4 5e-4 1e-3 2e-3 4e-3" [vit]="1.5e-4 3e-4 5e-4 1e-3"
                        [hybrid]="6.25e-5 1.25e-4 2.5e-4 5e-4 1e-3 2e-3")
 models="resnet18 vit hybrid"  # the slowest first, so that the queue ends on short runs
+for setting in ${LEARNING_RATES:-}; do
+    if [[ $setting != *=* || ! -v "candidates[${setting%%=*}]" ]]; then
+        echo "LEARNING_RATES: '$setting' is not MODEL=RATE with MODEL one of: $models" >&2
+        exit 2
+    fi
+    candidates[${setting%%=*}]=${setting#*=}
+done
 mkdir -p "$out/logs"
 python -c "from going_modular.training import validation_split; validation_split.download_validation_split()"
 

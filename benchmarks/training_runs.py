@@ -112,10 +112,11 @@ def side_by_side(function: Callable[[Item], Outcome], items: Iterable[Item], job
 
 def final_scores(results: dict) -> dict[str, Optional[float]]:
     """A run's final epoch (not its best: choosing that would tune on the photos that report it): validation and test
-    accuracy (validation None without a validation set), optimisation steps and wall time in seconds."""
+    accuracy (validation None without a validation set), optimisation steps (None if not recorded) and wall time in
+    seconds."""
     metrics = results["metrics"]
     return {"val": metrics["val_acc"][-1] if metrics.get("val_acc") else None, "test": metrics["test_acc"][-1],
-            "steps": len(results["steps"]["lr"]) if "steps" in results else None,
+            "steps": len(results["steps"]["lr"]) if "steps" in results else results.get("num_steps"),
             "wall_seconds": results["wall_time_seconds"]}
 
 

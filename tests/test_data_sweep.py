@@ -148,6 +148,12 @@ def test_the_sweep_gives_every_model_as_many_steps_at_each_point_scored_on_other
     assert (output_dir / "summary.md").read_text() == table + "\n"
     data_sweep.main(["--output-dir", str(output_dir), "--plot", str(tmp_path / "sweep.png")])  # only the report
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    archived = tmp_path / "archive"  # as benchmarks/results/figure4: the same table, and runs a sweep reads as done
+    data_sweep.main(["--output-dir", str(output_dir), "--archive", str(archived)])
+    assert "steps" not in json.loads((archived / "vit" / "n4_seed0_results.json").read_text())
+    assert data_sweep.main(["--output-dir", str(archived)]) == table
+    data_sweep.main(_sweep_argv(folders, archived, "--model", "vit", "--", "--num-workers", "0",
+                                "--num-transformer-layers", "1"))
     with pytest.raises(RuntimeError, match="holds a finished run with other settings .*lr: 0.0005"):
         data_sweep.main(_sweep_argv(folders, output_dir, "--model", "vit", "--", "--num-workers", "0",
                                     "--num-transformer-layers", "1", "--lr", "0.1"))
