@@ -17,7 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -209,16 +209,6 @@ def _resolve_data_dirs(args: argparse.Namespace) -> tuple[Path, Optional[Path]]:
     return data_dir, Path(args.val_dir) if args.val_dir is not None else None
 
 
-def _transforms(augment: str, image_size: int, magnitude: int) -> tuple[Callable, Callable]:
-    """(train, test) transforms for the --augment choice."""
-    if augment == "none":
-        transform = data_setup.manual_transforms(image_size)
-        return transform, transform
-    policy = None if augment == "crop-flip" else augment
-    return (data_setup.train_transforms(image_size, policy, randaugment_magnitude=magnitude),
-            data_setup.eval_transforms(image_size))
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the command line; return the results it writes as JSON. A user error (``USER_ERRORS``, or a setting
     torch or the model refuses) prints one line and exits with status 2; any other keeps its traceback."""
@@ -339,12 +329,16 @@ def _create_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
     return model_builder.create_vit(args.model, num_classes, **recipe.model_overrides(vars(args)))
 
 
-def _dataloaders(
-    args: argparse.Namespace, data_dir: Path, val_dir: Optional[Path]
-) -> tuple[DataLoader, DataLoader, Optional[DataLoader], list[str]]:
-    """(train, test, validation or None, class names), with the --train-dir, --train-subset, --augment,
-    --mixup-alpha/--cutmix-alpha and --repeated-augmentation choices."""
-    train_transform, test_transform = _transforms(args.augment, args.image_size, args.randaugment_magnitude)
+def _dataloaders(args: argparse.Namespace, data_dir: Path,
+                 val_dir: Optional[Path]) -> tuple[DataLoader, DataLoader, Optional[DataLoader], list[str]]:
+    """(train, test, validation or None, class names) as the data, augmentation and sampling flags ask."""
+    if args.augment == "none":  # resize only
+        train_transform = test_transform = data_setup.manual_transforms(args.image_size)
+    else:  # random resized crop and flip, then the --augment policy unless it is crop-flip
+        policy = None if args.augment == "crop-flip" else args.augment
+        train_transform = data_setup.train_transforms(args.image_size, policy,
+                                                      randaugment_magnitude=args.randaugment_magnitude)
+        test_transform = data_setup.eval_transforms(args.image_size)
     train_dir = args.train_dir or data_dir / "train"
     train_images = data_setup.image_folder(train_dir, None, "train")  # classes, labels and size, for mix and sampler
     mix = (MixUpCutMix(len(train_images.classes), mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha)

@@ -171,16 +171,14 @@ def updated_notebook(raw: str, notebook_path: PurePosixPath, repository: str) ->
 
 
 def updated_text(text: str, old_repository: str, repository: str) -> str:
-    """A text with ``old_repository``'s addresses and its Colab, git+, git clone and repo_url ones made
-    ``repository``'s."""
+    """A text with ``old_repository``'s and its Colab, git+, git clone and repo_url addresses made ``repository``'s."""
     old, new = _slug(old_repository), _slug(repository)
     text = re.sub(rf"(?<=github\.com/){re.escape(old)}(?![A-Za-z0-9_-])", new, text)  # also colab.../github/OLD
     return _TEXT_ADDRESSES.sub(lambda match: match["prefix"] + new, text)
 
 
 def text_problems(text: str, repository: str, name: str = README) -> list[str]:
-    """The Colab, ``git+``, ``git clone`` and ``repo_url`` addresses of the text ``name`` that are not
-    ``repository``'s."""
+    """The Colab, git+, git clone and repo_url addresses in the text ``name`` that are not ``repository``'s."""
     return [f"{name}: {match[0]} is not {repository}." for match in _TEXT_ADDRESSES.finditer(text)
             if match["slug"] != _slug(repository)]
 

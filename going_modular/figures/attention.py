@@ -77,8 +77,7 @@ def plot_attention_over_image(image: ImageLike, attention_map: torch.Tensor, ax:
     heat = upsample_attention_map(attention_map, size=pixels.shape[:2])
     if normalize:
         heat = rescale_to_unit_range(heat)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
+    ax = ax if ax is not None else plt.subplots(figsize=(4, 4))[1]
     ax.imshow(pixels)
     ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha)
     ax.axis("off")
@@ -221,8 +220,7 @@ def plot_attention_matrix(attention: torch.Tensor, image: ImageLike, grid_size: 
     figure.colorbar(shown, ax=matrix_ax, fraction=0.046, pad=0.04,
                     label="attention weight" + (" (log scale)" if log_scale else ""))
     matrix_ax.add_patch(plt.Rectangle((-0.5, query - 0.5), tokens, 1, fill=False, edgecolor="red", linewidth=1.2))
-    matrix_ax.set_xlabel("key token j (0 = class token, 1 ... N = patches)")
-    matrix_ax.set_ylabel("query token i")
+    matrix_ax.set(xlabel="key token j (0 = class token, 1 ... N = patches)", ylabel="query token i")
     matrix_ax.set_title(f"head {head}: A, {tokens} x {tokens} (each row sums to 1)", fontsize=11)
 
     heat = upsample_attention_map(row_map, size=(height, width), mode="nearest")

@@ -57,12 +57,6 @@ class VitShapes:
         return self.patch_size * self.patch_size * self.in_channels
 
 
-def _display_name(preset: str) -> str:
-    """ "vit_b_16" -> "ViT-B/16", "vit_ti_16" -> "ViT-Ti/16"."""
-    _, size, patch = preset.split("_")
-    return f"ViT-{size.capitalize()}/{patch}"
-
-
 def vit_shapes(preset: str = "vit_b_16", num_classes: int = 1000) -> VitShapes:
     """Trace one image through ``model_builder.create_vit(preset)`` on the meta device; record every shape.
 
@@ -83,8 +77,9 @@ def vit_shapes(preset: str = "vit_b_16", num_classes: int = 1000) -> VitShapes:
     for hook in hooks:
         hook.remove()
     config = model_builder.VIT_PRESETS[preset]
+    _, size, patch = preset.split("_")  # "vit_b_16" -> "ViT-B/16", "vit_ti_16" -> "ViT-Ti/16"
     return VitShapes(
-        name=_display_name(preset), in_channels=image.shape[1], patch_size=config["patch_size"],
+        name=f"ViT-{size.capitalize()}/{patch}", in_channels=image.shape[1], patch_size=config["patch_size"],
         grid_size=model.grid_size, num_patches=model.num_patches, num_layers=config["num_transformer_layers"],
         num_heads=config["num_heads"], mlp_size=config["mlp_size"], embedding_dim=config["embedding_dim"],
         image=tuple(image.shape), patch_embeddings=tuple(patches.shape), tokens=seen["z_0"],
@@ -97,16 +92,11 @@ def _shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(size) for size in shape) + "]"
 
 
-def _placeholder_image(height: int, width: int) -> np.ndarray:
-    """A smooth colour gradient [H, W, 3], so that every patch looks different without a photo."""
-    rows, cols = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
-    return np.stack([0.35 + 0.6 * cols, 0.45 + 0.45 * rows, 0.95 - 0.5 * (rows + cols) / 2], axis=-1)
-
-
 def _image_pixels(image: Union[PathLike, ImageLike, None], height: int, width: int) -> np.ndarray:
     """``image`` (a file, PIL image, tensor or array; None for a placeholder) as floats [H, W, 3] in [0, 1]."""
-    if image is None:
-        return _placeholder_image(height, width)
+    if image is None:  # a smooth colour gradient, so that every patch looks different without a photo
+        rows, cols = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+        return np.stack([0.35 + 0.6 * cols, 0.45 + 0.45 * rows, 0.95 - 0.5 * (rows + cols) / 2], axis=-1)
     if isinstance(image, (str, Path)):
         image = load_image(image)
     if not isinstance(image, Image.Image):

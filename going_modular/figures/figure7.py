@@ -73,12 +73,6 @@ def position_embedding_similarity(model: ViT) -> torch.Tensor:
     return (unit @ unit.T).reshape(rows, cols, rows, cols)
 
 
-def _new_axes(ax: Optional[plt.Axes], figsize: tuple[float, float]) -> plt.Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
-
-
 def _mosaic(tiles: np.ndarray, ncols: int, gap: int, fill: float) -> np.ndarray:
     """Tiles [k, h, w, ...] laid out ``ncols`` a row in one array, ``gap`` pixels of ``fill`` between them."""
     count, height, width = tiles.shape[:3]
@@ -107,7 +101,7 @@ def plot_embedding_filters(components: torch.Tensor, ncols: int = 7, ax: Optiona
     tiles = np.stack([rescale_to_unit_range(component).permute(1, 2, 0).expand(height, width, 3).numpy()
                       for component in components.detach().float().cpu()])
     mosaic = _mosaic(tiles, ncols, gap=max(1, height // 8), fill=1.0)  # white between tiles
-    ax = _new_axes(ax, (1.0 * ncols, 1.0 * -(-count // ncols) + 0.6))
+    ax = ax if ax is not None else plt.subplots(figsize=(1.0 * ncols, 1.0 * -(-count // ncols) + 0.6))[1]
     ax.imshow(mosaic, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -124,13 +118,12 @@ def plot_position_similarity(similarity: torch.Tensor, ax: Optional[plt.Axes] = 
     rows, cols = _check_similarity(similarity)
     values = similarity.detach().float().cpu().numpy().reshape(rows * cols, rows, cols)
     mosaic = _mosaic(values, cols, gap=1, fill=np.nan)  # NaN gaps are drawn blank
-    ax = _new_axes(ax, (5.2, 4.6))
+    ax = ax if ax is not None else plt.subplots(figsize=(5.2, 4.6))[1]
     image = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     ax.set_xticks([col * (cols + 1) + (cols - 1) / 2 for col in range(cols)], [str(c + 1) for c in range(cols)])
     ax.set_yticks([row * (rows + 1) + (rows - 1) / 2 for row in range(rows)], [str(r + 1) for r in range(rows)])
     ax.tick_params(length=0, labelsize=7)
-    ax.set_xlabel("Input patch column")
-    ax.set_ylabel("Input patch row")
+    ax.set(xlabel="Input patch column", ylabel="Input patch row")
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
@@ -159,8 +152,7 @@ def plot_similarity_of_patches(similarity: torch.Tensor, patches: Sequence[tuple
         ax.imshow(similarity[row, col].detach().float().cpu().numpy(), cmap=cmap, vmin=-1, vmax=1)
         ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_title(f"{label}patch (row {row + 1}, column {col + 1})", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     return axes[0].figure
 
 
@@ -188,18 +180,15 @@ def plot_mean_attention_distance(distances_per_layer: torch.Tensor, ax: Optional
         y_max = 1.1 * highest if highest > 0 else 1.0
     elif y_max <= highest:
         raise ValueError(f"y_max = {y_max} would cut off a point or the reference line at {highest:.1f} pixels.")
-    ax = _new_axes(ax, (5.0, 4.0))
+    ax = ax if ax is not None else plt.subplots(figsize=(5.0, 4.0))[1]
     colours = plt.get_cmap("tab20" if heads > 10 else "tab10")
     for head in range(heads):
         ax.scatter(np.arange(1, layers + 1), values[:, head], s=18, color=colours(head % colours.N),
                    label=f"head {head + 1}", zorder=3)
     if reference_distance is not None:
         ax.axhline(reference_distance, color="grey", linestyle="--", linewidth=1, label="uniform attention")
-    ax.set_xlabel("Network depth (layer)")
-    ax.set_ylabel("Mean attention distance (pixels)")
-    ax.set_xticks(np.arange(1, layers + 1))
-    ax.set_xlim(0.5, layers + 0.5)
-    ax.set_ylim(0, y_max)
+    ax.set(xlabel="Network depth (layer)", ylabel="Mean attention distance (pixels)", xticks=np.arange(1, layers + 1),
+           xlim=(0.5, layers + 0.5), ylim=(0, y_max))
     if heads <= 16:
         ax.legend(fontsize="small", ncol=2 if heads > 4 else 1, loc="best", framealpha=0.9)
     if title:

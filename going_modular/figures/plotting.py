@@ -31,8 +31,7 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "acc")):
         axis.plot(epochs, results[f"train_{metric}"], marker="o", label=f"train_{metric}")
         axis.plot(epochs, results[f"test_{metric}"], marker="o", label=f"test_{metric}")
-        axis.set_title("Loss" if metric == "loss" else "Accuracy")
-        axis.set_xlabel("Epochs")
+        axis.set(title="Loss" if metric == "loss" else "Accuracy", xlabel="Epochs")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.5
         axis.legend(fontsize=11)
     _finish(figure, title)
@@ -171,8 +170,7 @@ def plot_patch_grid(image: torch.Tensor, patch_size: int, num_rows: Optional[int
                     fontsize=tick_size)
     axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)],
                     [str(row + 1) for row in range(num_rows)], fontsize=tick_size)
-    axis.set_xlabel("patch column")
-    axis.set_ylabel("patch row")
+    axis.set(xlabel="patch column", ylabel="patch row")
     axis.tick_params(length=0)
     for spine in axis.spines.values():
         spine.set_visible(False)
