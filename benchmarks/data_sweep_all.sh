@@ -9,7 +9,7 @@
 # Finished runs are read, not trained again, and an interrupted run resumes from its last epoch, so the command
 # continues where it stopped. When a grown grid moves a model's choice, its runs at the old rate move to
 # OUTPUT_DIR/superseded/. LEARNING_RATES="resnet18=5e-4 vit=3e-4 hybrid=1.25e-4" (the rates chosen in
-# benchmarks/README.md) replaces those models' grids: the figure without the choice, 36 runs instead of up to 81.
+# benchmarks/README.md) replaces those models' grids: the figure without the choice, 45 runs instead of up to 81.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:?"usage: bash benchmarks/data_sweep_all.sh OUTPUT_DIR [EPOCHS] [JOBS]"}")

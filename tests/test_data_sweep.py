@@ -2,6 +2,7 @@
 and a sweep of tiny runs that gives every model and point as many optimisation steps."""
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -15,7 +16,8 @@ from going_modular import train
 from going_modular.common import settings
 from going_modular.training.data import SubsetSampler, balanced_subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as when a benchmark runs as a script
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as when a benchmark runs as a script
 import data_sweep  # noqa: E402
 
 LABELS = [0] * 78 + [1] * 75 + [2] * 72  # the 10 % split's training photos: pizza, steak, sushi
@@ -164,3 +166,11 @@ def test_flags_that_would_change_the_photos_or_steps_of_one_model_are_refused(fl
     with pytest.raises(SystemExit):
         data_sweep.parse_args(["--model", "vit", "--", "--lr", "1e-3", *flags])
     assert "would give the models different photos or steps" in capsys.readouterr().err
+
+
+def test_the_results_readme_shows_the_archived_sweep(tmp_path):
+    archived = tmp_path / "figure4"  # a copy: the report writes summary.md beside the runs
+    shutil.copytree(ROOT / "benchmarks" / "results" / "figure4", archived)
+    table = data_sweep.main(["--output-dir", str(archived)])
+    assert len(table.splitlines()) == 2 + 15  # 3 models x 5 sizes
+    assert table in (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
