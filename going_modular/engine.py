@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 Results = dict[str, list[float]]
 Device = Union[str, torch.device]
+Amp = Union[bool, torch.dtype]  # mixed precision: off, on in ``autocast_dtype(device)``, or on in this dtype
 
 
 class StepRecord(NamedTuple):
@@ -34,7 +35,7 @@ class StepRecord(NamedTuple):
 
 def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                device: Device, *, scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
-               max_grad_norm: Optional[float] = None, accumulation_steps: int = 1, amp: bool = False,
+               max_grad_norm: Optional[float] = None, accumulation_steps: int = 1, amp: Amp = False,
                grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, epoch: int = 1,
                progress: bool = False, on_step_end: Optional[Callable[[StepRecord], None]] = None,
                ) -> tuple[float, float]:
@@ -47,7 +48,7 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
         raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}.")
     device = torch.device(device)
     if grad_scaler is None:
-        if amp and autocast_dtype(device) == torch.float16:
+        if amp_dtype(device, amp) == torch.float16:
             raise ValueError("float16 mixed precision needs one gradient scaler for the whole run: pass "
                              "grad_scaler=engine.make_grad_scaler(device, amp=True) each epoch (engine.train does).")
         grad_scaler = torch.amp.GradScaler(device.type, enabled=False)  # scale/step/update then pass through
@@ -68,7 +69,8 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
                                      f"rate, turn on gradient clipping (max_grad_norm=1.0), or check the data.")
         labels = y.argmax(dim=1) if y.ndim == 2 else y  # MixUp/CutMix labels are class probabilities
         total_loss, seen = total_loss + value * len(y), seen + len(y)
-        correct += (y_pred.argmax(dim=1) == labels).sum().item()
+        logits = y_pred[0] if isinstance(y_pred, tuple) else y_pred  # a distilled student's class head first
+        correct += (logits.argmax(dim=1) == labels).sum().item()
         if step == first:
             optimizer.zero_grad(set_to_none=True)                # 3. optimizer zero grad
             group_loss = 0.0
@@ -91,7 +93,7 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
     return _mean_loss_and_accuracy(total_loss, correct, seen, device)
 
 
-def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, device: Device, *, amp: bool = False,
+def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, device: Device, *, amp: Amp = False,
               max_batches: Optional[int] = None, progress: bool = False) -> tuple[float, float]:
     """Evaluate ``model`` without changing it; return (mean loss per sample, accuracy as a fraction)."""
     model.eval()
@@ -108,7 +110,7 @@ def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, devi
 
 
 def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataLoader, optimizer: torch.optim.Optimizer,
-          loss_fn: nn.Module, epochs: int, device: Device, *, amp: bool = False,
+          loss_fn: nn.Module, epochs: int, device: Device, *, amp: Amp = False,
           grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, progress: bool = True,
           val_dataloader: Optional[DataLoader] = None, eval_model: Optional[nn.Module] = None, start_epoch: int = 1,
           results: Optional[Results] = None, on_epoch_end: Optional[Callable[[int, Results], None]] = None,
@@ -170,18 +172,24 @@ def autocast_dtype(device: Device) -> Optional[torch.dtype]:
     return torch.bfloat16 if device.type == "cpu" else None
 
 
-def autocast(device: Device, amp: bool) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` in ``autocast_dtype(device)`` when ``amp`` is on; a no-op otherwise."""
+def amp_dtype(device: Device, amp: Amp) -> Optional[torch.dtype]:
+    """The dtype mixed precision computes in: ``amp`` itself when it is one, ``autocast_dtype(device)`` when it is
+    True, None when it is off."""
+    return amp if isinstance(amp, torch.dtype) else autocast_dtype(device) if amp else None
+
+
+def autocast(device: Device, amp: Amp) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` in ``amp_dtype(device, amp)``; a no-op when ``amp`` is off."""
     device = torch.device(device)
-    dtype = autocast_dtype(device) if amp else None
+    dtype = amp_dtype(device, amp)
     if amp and dtype is None:
         warnings.warn(f"Mixed precision is not set up for device {device.type!r}; training in float32.")
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def make_grad_scaler(device: Device, amp: bool) -> Optional[torch.amp.GradScaler]:
+def make_grad_scaler(device: Device, amp: Amp) -> Optional[torch.amp.GradScaler]:
     """The loss scaler float16 ``amp`` needs (its gradients underflow without one), else None. One per run."""
-    float16 = amp and autocast_dtype(device) == torch.float16
+    float16 = amp_dtype(device, amp) == torch.float16
     return torch.amp.GradScaler(torch.device(device).type) if float16 else None
 
 

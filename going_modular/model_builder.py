@@ -173,6 +173,10 @@ class ViT(nn.Module):
         representation_size: the width of a Linear + tanh "pre-logits" layer before the head (pre-training).
         stem_channels: the stages of a ``ConvStem`` (the hybrid); P then counts positions of its feature map, so
             the image must be divisible by 2^(stages) x P.
+        distillation_token: DeiT's (Touvron et al., 2021): a second learned token after the class token, with its own
+            position and head (``head_dist``). Training returns both heads' logits, (class, distillation), for
+            ``training.distillation``; evaluation returns log((softmax(class) + softmax(distillation)) / 2), whose
+            softmax is the two heads' average, DeiT's prediction.
 
     Raises:
         ValueError: for sizes that do not fit together or an unknown pool.
@@ -183,11 +187,14 @@ class ViT(nn.Module):
                  num_classes: int = 1000, attn_dropout: float = 0.0, proj_dropout: float = 0.1,
                  mlp_dropout: float = 0.1, embedding_dropout: float = 0.1, drop_path_rate: float = 0.0,
                  qkv_bias: bool = True, pool: str = "cls", representation_size: Optional[int] = None,
-                 fused_attention: bool = True, stem_channels: Optional[Sequence[int]] = None) -> None:
+                 fused_attention: bool = True, stem_channels: Optional[Sequence[int]] = None,
+                 distillation_token: bool = False) -> None:
         super().__init__()
         height, width = to_pair(img_size, name="img_size")
         if pool not in ("cls", "mean"):
             raise ValueError(f'pool must be "cls" or "mean", got {pool!r}.')
+        if distillation_token and pool != "cls":
+            raise ValueError('A distillation token is read like the class token: use pool="cls".')
         self.stem = ConvStem(in_channels, stem_channels) if stem_channels else nn.Identity()
         # One token covers token_side pixels a side: P pixels of the image, or P positions of the stem's map.
         token_side = (self.stem.stride if stem_channels else 1) * patch_size
@@ -201,7 +208,11 @@ class ViT(nn.Module):
         self.patch_embedding = PatchEmbedding(self.stem.out_channels if stem_channels else in_channels,
                                               patch_size, embedding_dim)
         self.class_token = nn.Parameter(torch.zeros(1, 1, embedding_dim))
-        self.position_embedding = nn.Parameter(torch.zeros(1, self.num_patches + 1, embedding_dim))
+        # Off, the model and its state dict are the paper's exactly (no parameter of that name).
+        self.distillation_token = nn.Parameter(torch.zeros(1, 1, embedding_dim)) if distillation_token else None
+        self.num_prefix_tokens = 2 if distillation_token else 1
+        self.position_embedding = nn.Parameter(
+            torch.zeros(1, self.num_patches + self.num_prefix_tokens, embedding_dim))
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         drop_paths = [drop_path_rate * i / max(num_transformer_layers - 1, 1) for i in range(num_transformer_layers)]
         self.transformer_encoder = nn.Sequential(*[
@@ -214,6 +225,7 @@ class ViT(nn.Module):
         self.pre_logits = (nn.Identity() if representation_size is None
                            else nn.Sequential(nn.Linear(embedding_dim, representation_size), nn.Tanh()))
         self.head = nn.Linear(representation_size or embedding_dim, num_classes)
+        self.head_dist = nn.Linear(representation_size or embedding_dim, num_classes) if distillation_token else None
         self._init_weights()
 
     @torch.no_grad()
@@ -223,6 +235,8 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(patcher.weight, std=math.sqrt(1 / patcher.weight[0].numel()))  # 1 / fan-in
         nn.init.zeros_(patcher.bias)
         nn.init.normal_(self.position_embedding, std=0.02)  # BERT's choice; the class token stays zero.
+        if self.distillation_token is not None:
+            nn.init.normal_(self.distillation_token, std=0.02)  # DeiT's: it must differ from the class token
         for block in self.transformer_encoder:
             nn.init.xavier_uniform_(block.msa_block.qkv.weight)
             if block.msa_block.qkv.bias is not None:
@@ -236,21 +250,25 @@ class ViT(nn.Module):
             nn.init.trunc_normal_(dense.weight, std=math.sqrt(1 / dense.in_features))
             nn.init.zeros_(dense.bias)
         # A zero head starts every class at the same logit (the paper's fine-tuning head, section 3.2).
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for head in (self.head, self.head_dist):
+            if head is not None:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     def forward_features(
         self, x: torch.Tensor, return_attention: bool = False
     ) -> Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]:
-        """Equations 1-4 up to LN: images [B, C, H, W] -> tokens [B, N + 1, D] (and each layer's attention)."""
+        """Equations 1-4 up to LN: images [B, C, H, W] -> tokens [B, N + 1, D] (and each layer's attention);
+        [B, N + 2, D] with a distillation token, which follows the class token."""
         if x.ndim == 4 and tuple(x.shape[-2:]) != self.img_size:
             height, width = self.img_size
             raise ValueError(f"This ViT was built for {height} x {width} images but got {x.shape[-2]} x {x.shape[-1]}. "
                              f"Resize the input (e.g. transforms.Resize(({height}, {width}))) or build the model "
                              f"with img_size=({x.shape[-2]}, {x.shape[-1]}).")
         x = self.patch_embedding(self.stem(x))
-        class_token = self.class_token.expand(x.shape[0], -1, -1)
-        x = self.embedding_dropout(torch.cat((class_token, x), dim=1) + self.position_embedding)
+        prefix = [self.class_token] + ([self.distillation_token] if self.distillation_token is not None else [])
+        x = torch.cat([token.expand(x.shape[0], -1, -1) for token in prefix] + [x], dim=1)
+        x = self.embedding_dropout(x + self.position_embedding)
         attention = []
         for block in self.transformer_encoder:
             if return_attention:
@@ -261,10 +279,18 @@ class ViT(nn.Module):
         x = self.norm(x)
         return (x, attention) if return_attention else x
 
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool the tokens [B, N + 1, D] and classify; ``pre_logits=True`` returns what the head would see."""
+    def forward_head(
+        self, features: torch.Tensor, pre_logits: bool = False
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Pool the tokens [B, N + 1, D] and classify; ``pre_logits=True`` returns what the head would see. With a
+        distillation token: (class, distillation) logits in training, their averaged prediction in evaluation."""
         pooled = self.pre_logits(features[:, 0] if self.pool == "cls" else features[:, 1:].mean(dim=1))
-        return pooled if pre_logits else self.head(pooled)
+        if pre_logits:
+            return pooled
+        if self.head_dist is None:
+            return self.head(pooled)
+        logits = (self.head(pooled), self.head_dist(self.pre_logits(features[:, 1])))
+        return logits if self.training else averaged_logits(logits)
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False
@@ -273,6 +299,12 @@ class ViT(nn.Module):
             features, attention = self.forward_features(x, return_attention=True)
             return self.forward_head(features), attention
         return self.forward_head(self.forward_features(x))
+
+
+def averaged_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log(mean of the softmaxes of ``logits``): logits whose softmax, argmax and cross-entropy are those of the
+    averaged prediction (DeiT's two heads at test time)."""
+    return torch.logsumexp(torch.stack([logit.log_softmax(dim=-1) for logit in logits]), dim=0) - math.log(len(logits))
 
 
 # Table 1 of the paper (Base, Large, Huge), plus DeiT's Tiny and Small (Touvron et al., 2021), which

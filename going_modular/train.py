@@ -2,6 +2,7 @@
 
     python -m going_modular.train --model vit_ti_16 --epochs 1
     python -m going_modular.train --recipe finetune --val-dir auto     # the pretrained ViT-Ti/16, every weight
+    python -m going_modular.train --distill hard --teacher models/resnet18.pth   # DeiT's distillation token
     torchrun --nproc_per_node=4 -m going_modular.train --model vit_s_16 --epochs 100   # data-parallel
 
 It writes the weights, a results JSON and a loss-curve PNG to --output-dir, and after every epoch a
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from going_modular import data_setup, engine, model_builder, pretrained, utils
 from going_modular.common import settings
-from going_modular.training import checkpoint, distributed, recipe, validation_split
+from going_modular.training import checkpoint, distillation, distributed, recipe, validation_split
 from going_modular.training.data import (MixUpCutMix, RepeatedAugmentationSampler, SubsetSampler, balanced_subset,
                                          preloaded)
 from going_modular.figures.plotting import plot_loss_curves
@@ -134,7 +135,9 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any], **op
     group.add_argument("--lr-decay", choices=recipe.DECAY_SCHEDULES, help="Decay after warmup, per step.")
     group.add_argument("--max-grad-norm", type=float, help="Clip the global gradient norm; 0: off.")
     group.add_argument("--accumulation-steps", type=int, default=1, help="Batches whose gradients add up per step.")
-    group.add_argument("--amp", action="store_true", help="Mixed precision (bfloat16, or float16 and loss scaling).")
+    group.add_argument("--amp", nargs="?", const=True, default=False, choices=("float16", "bfloat16"),
+                       help="Mixed precision: bfloat16 where the device computes it fast, else float16 with loss "
+                            "scaling; or the dtype named.")
     group = parser.add_argument_group("regularisation and augmentation")
     group.add_argument("--dropout", type=float, help="Dropout after the position embedding and every dense layer.")
     group.add_argument("--drop-path-rate", type=float, help="Stochastic depth rate of the last block.")
@@ -148,6 +151,14 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any], **op
     group.add_argument("--repeated-augmentation", type=int, default=1, metavar="R", help="DeiT's repeated "
                        "augmentation: 1/R of the photos per epoch, each R times per batch; 1: off; not under torchrun.")
     group.add_argument("--ema-decay", type=float, default=0.0, help="Evaluate and save an EMA of the weights; 0: off.")
+    group = parser.add_argument_group("distillation through attention (DeiT, Touvron et al. 2021)")
+    group.add_argument("--distill", choices=distillation.DISTILLATION_KINDS, help="Learn from --teacher too: hard "
+                       "(its predicted class) or soft (its probabilities at temperature 3, weight 0.1).")
+    group.add_argument("--teacher", type=Path, help="The teacher: a --model resnet18 run's weights (<name>.pth), "
+                       "trained on the same classes; it sees each augmented batch the student sees.")
+    group.add_argument("--distillation-token", action=argparse.BooleanOptionalAction, help="With --distill, a ViT "
+                       "student gets DeiT's distillation token and head (default); --no-distillation-token puts the "
+                       "teacher's term on the class token's head.")
     group = parser.add_argument_group("run and output")
     group.add_argument("--output-dir", type=Path, default=Path("models"), help="Where the outputs and checkpoint go.")
     group.add_argument("--model-name", help="File name stem of the outputs; None: the preset's name.")
@@ -178,6 +189,10 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
     for name, allowed, rule in rules:
         if not allowed:
             return f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
+    if (args.distill is None) != (args.teacher is None):
+        return "--distill and --teacher go together: give both (the kind and the teacher's weights) or neither"
+    if args.distillation_token is not None and (args.distill is None or args.model not in model_builder.VIT_PRESETS):
+        return "--distillation-token belongs to distilling a ViT preset: give it with --distill, or leave it out"
     if args.repeated_augmentation > 1 and distributed.launched_by_torchrun():
         return ("--repeated-augmentation works in a single process; under torchrun every process shuffles its own "
                 "shard (DistributedSampler). Leave it at 1, or train without torchrun")
@@ -242,6 +257,9 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         num_test_images = len(test_dataloader.dataset)
         model = _create_model(args, len(class_names)).to(device)
         trained_model = model
+        if args.distill is not None:  # the teacher runs beside the student; only the student trains and is saved
+            teacher = CNN_MODELS["resnet18"](weights=None, num_classes=len(class_names))
+            trained_model = distillation.TeacherStudent(model, utils.load_model(teacher, args.teacher, device))
         if context is not None:
             utils.set_seeds(args.seed + context.rank)  # different augmentation and dropout in each process
             train_dataloader, test_dataloader = distributed.shard_dataloaders(
@@ -250,7 +268,7 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
                 val_dataloader = distributed.shard_eval_dataloader(val_dataloader, context)
             # The hybrid's BatchNorm statistics go from rank 0 to all with every forward pass (the plain ViT has none).
             trained_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None,
+                trained_model, device_ids=[device.index] if device.type == "cuda" else None,
                 broadcast_buffers=any(True for _ in model.buffers()))
         optimisation = _optimisation(args, model, train_dataloader, device)
     except ValueError as error:
@@ -285,11 +303,13 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         checkpoint.save_checkpoint(checkpoint_file, model=model, **optimisation, epoch=epoch, results=record,
                                    config=run_config, training_seconds=record["training_seconds"])
 
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    if args.distill is not None:
+        loss_fn = distillation.DistillationLoss(loss_fn, args.distill)
     history = engine.train(
-        trained_model, train_dataloader, test_dataloader, optimisation["optimizer"],
-        nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.epochs, device,
+        trained_model, train_dataloader, test_dataloader, optimisation["optimizer"], loss_fn, args.epochs, device,
         scheduler=optimisation["scheduler"], max_grad_norm=args.max_grad_norm or None,
-        accumulation_steps=args.accumulation_steps, amp=args.amp, grad_scaler=optimisation["grad_scaler"],
+        accumulation_steps=args.accumulation_steps, amp=_amp(args), grad_scaler=optimisation["grad_scaler"],
         max_batches=args.max_batches, val_dataloader=val_dataloader, eval_model=optimisation["averaged_model"],
         start_epoch=resumed["epoch"] + 1 if resumed is not None else 1, results=record["metrics"],
         on_step_end=record_step, on_epoch_end=write_checkpoint, print_every=max(1, args.epochs // 10),
@@ -326,7 +346,9 @@ def _create_model(args: argparse.Namespace, num_classes: int) -> nn.Module:
     if args.model in pretrained.PRETRAINED_WEIGHTS:
         return pretrained.load_pretrained_vit(args.model, num_classes, freeze_backbone=False,
                                               img_size=args.image_size)[0]
-    return model_builder.create_vit(args.model, num_classes, **recipe.model_overrides(vars(args)))
+    distillation_token = args.distill is not None and args.distillation_token is not False
+    return model_builder.create_vit(args.model, num_classes, distillation_token=distillation_token,
+                                    **recipe.model_overrides(vars(args)))
 
 
 def _dataloaders(args: argparse.Namespace, data_dir: Path,
@@ -375,8 +397,13 @@ def _optimisation(args: argparse.Namespace, model: nn.Module, train_dataloader: 
     averaged_model = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True,
     ) if args.ema_decay else None
-    return {"optimizer": optimizer, "scheduler": scheduler, "grad_scaler": engine.make_grad_scaler(device, args.amp),
+    return {"optimizer": optimizer, "scheduler": scheduler, "grad_scaler": engine.make_grad_scaler(device, _amp(args)),
             "averaged_model": averaged_model}
+
+
+def _amp(args: argparse.Namespace) -> engine.Amp:
+    """--amp as the engine takes it: False, True (the device's dtype) or the dtype named."""
+    return getattr(torch, args.amp) if isinstance(args.amp, str) else args.amp
 
 
 def _checkpoint_to_resume(args: argparse.Namespace, path: Path, config: dict) -> Optional[dict]:

@@ -150,6 +150,21 @@ def test_bfloat16_only_on_gpus_that_compute_it_natively(monkeypatch, capability,
     assert engine.make_grad_scaler("cpu", amp=True) is None
 
 
+def test_a_named_dtype_overrides_the_devices_choice_and_float16_brings_the_scaler():
+    model, loader = tiny_vit(), separable_loader(num_samples=8)
+    dtypes = set()
+    model.transformer_encoder[0].mlp_block.mlp[0].register_forward_hook(
+        lambda module, args, output: dtypes.add(output.dtype))
+    assert engine.make_grad_scaler("cpu", amp=torch.float16) is not None  # the CPU's own choice, bfloat16, has none
+    assert engine.make_grad_scaler("cpu", amp=torch.bfloat16) is None
+    results = engine.train(model, loader, loader, torch.optim.Adam(model.parameters(), lr=1e-3), nn.CrossEntropyLoss(),
+                           1, "cpu", amp=torch.float16, progress=False)
+    assert dtypes == {torch.float16} and math.isfinite(results["train_loss"][0])
+    with pytest.raises(ValueError, match="gradient scaler"):
+        engine.train_step(model, loader, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()), "cpu",
+                          amp=torch.float16)
+
+
 def test_float16_uses_one_grad_scaler_for_the_whole_run(monkeypatch):
     monkeypatch.setattr(engine, "autocast_dtype", lambda device: torch.float16)  # float16 autocast on the CPU
     created = []

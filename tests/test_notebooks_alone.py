@@ -2,11 +2,12 @@
 
 Colab gives every notebook a runtime of its own: the package arrives by a plain (non-editable) ``pip install``,
 the working directory is empty, and nothing another notebook saved (``models/``, a results JSON) is there. The
-test recreates that: a virtual environment that sees the installed libraries (torch, jupyter) but gets the
-course by a plain install of a copy of its sources, a working folder holding only the dataset and weights where
-a download would leave them, and a temporary folder of its own (a reduced run keeps its models there). Each
-notebook runs top to bottom in reduced mode, in a kernel of that environment, and the test fails on the first
-cell that fails. Outputs are not compared here (nbval does that for the checkout).
+test recreates that with the interpreter that runs it, whatever it is (the machine's, a virtual environment, a
+conda one): pip installs a copy of the course's sources into a folder of its own (``--target``, no dependencies,
+built offline with this interpreter's setuptools), and a kernel of this same interpreter starts with that folder
+first on its path, in a working folder holding only the dataset and weights where a download would leave them,
+with a temporary folder of its own (a reduced run keeps its models there). Each notebook runs top to bottom in
+reduced mode and the test fails on the first cell that fails. Outputs are not compared here (nbval does that).
 """
 import json
 import os
@@ -24,6 +25,7 @@ MAIN_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
 SOURCES = ["pyproject.toml", "README.md", "helper_functions.py", "going_modular"]  # what `pip install` reads
 STAGED = {"data": ["pizza_steak_sushi", "pizza_steak_sushi_20_percent", "04-pizza-dad.jpeg"],
           "weights": ["vit_tiny_patch16_224.safetensors"]}
+KERNEL = "course-alone"
 RUNNER = """
 import sys
 import nbformat
@@ -40,7 +42,8 @@ finally:
 
 @pytest.fixture(scope="module")
 def plain_install(tmp_path_factory) -> Path:
-    """The python of a fresh environment with the course installed from a copy of its sources, not editable."""
+    """A folder with the course installed into it from a copy of its sources (not editable), and beside it, in
+    ``jupyter/``, the spec of a kernel of this interpreter that imports from that folder first."""
     base = tmp_path_factory.mktemp("colab")
     source = base / "source"
     source.mkdir()
@@ -49,18 +52,17 @@ def plain_install(tmp_path_factory) -> Path:
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(ROOT / name, source / name)
-    environment = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(environment)], check=True)
-    python = environment / "bin" / "python"
-    pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--disable-pip-version-check", str(source)], capture_output=True, text=True, timeout=600)
+    target = base / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                          "--disable-pip-version-check", "--no-cache-dir", "--target", str(target), str(source)],
+                         capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-3000:]
-    kernel = environment / "share" / "jupyter" / "kernels" / "course-alone"
+    kernel = base / "jupyter" / "kernels" / KERNEL
     kernel.mkdir(parents=True)
     kernel.joinpath("kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "course, installed alone", "language": "python"}))
-    return python
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "env": {"PYTHONPATH": str(target)}, "display_name": "course, installed alone", "language": "python"}))
+    return target
 
 
 def _staged_files() -> dict[Path, Path]:
@@ -83,12 +85,15 @@ def test_the_notebook_runs_alone_in_an_empty_folder(notebook, plain_install, tmp
                    if name not in (settings.DATA_DIR_ENV, settings.WEIGHTS_DIR_ENV, "PYTHONPATH")}
     environment.update({settings.REDUCED_RUN_ENV: "1", "TMPDIR": str(tmp_path / "tmp"),
                         "TORCH_HOME": str(tmp_path / "torch_home"),
-                        "JUPYTER_PATH": str(plain_install.parents[1] / "share" / "jupyter")})
-    where = subprocess.run([plain_install, "-c", "import going_modular; print(going_modular.__file__)"], cwd=work,
-                           env=environment, capture_output=True, text=True)
-    assert where.stdout.startswith(str(plain_install.parents[1])), f"not the plain install: {where.stdout}{where.stderr}"
+                        "JUPYTER_PATH": str(plain_install.parent / "jupyter")})
+    where = subprocess.run([sys.executable, "-c", "import going_modular, helper_functions; "
+                            "print(going_modular.__file__); print(helper_functions.__file__)"],
+                           cwd=work, env={**environment, "PYTHONPATH": str(plain_install)}, capture_output=True,
+                           text=True)
+    assert where.returncode == 0 and all(line.startswith(str(plain_install)) for line in where.stdout.split()), \
+        f"not the plain install: {where.stdout}{where.stderr}"
 
     executed = tmp_path / notebook.name
-    run = subprocess.run([plain_install, "-c", RUNNER, str(notebook), str(work), str(executed)], cwd=work,
+    run = subprocess.run([sys.executable, "-c", RUNNER, str(notebook), str(work), str(executed)], cwd=work,
                          env=environment, capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, f"{notebook.name} failed when run alone (run kept in {executed}):\n{run.stderr[-4000:]}"

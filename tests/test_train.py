@@ -399,3 +399,9 @@ def test_resnet18_trains_from_scratch_through_the_command(tmp_path):
     model = utils.load_model(torchvision.models.resnet18(num_classes=2), tmp_path / "out" / "resnet18.pth")
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(),
                                                       torchvision.models.resnet18(num_classes=2).parameters()))
+
+
+@pytest.mark.parametrize("flags, dtype", [([], False), (["--amp"], True), (["--amp", "float16"], torch.float16),
+                                          (["--amp", "bfloat16"], torch.bfloat16)])
+def test_amp_is_off_the_devices_choice_or_the_dtype_named(flags, dtype):
+    assert train._amp(train.parse_args(flags)) == dtype

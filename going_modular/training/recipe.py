@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 # Positions and identities, not feature detectors: decaying them only erases where a patch is (timm's no_weight_decay).
-NO_WEIGHT_DECAY_NAMES = ("class_token", "position_embedding")
+NO_WEIGHT_DECAY_NAMES = ("class_token", "distillation_token", "position_embedding")
 
 DECAY_SCHEDULES = ("cosine", "linear", "none")
 OPTIMIZERS = ("adamw", "sgd")

@@ -1,0 +1,105 @@
+"""Distillation through attention (Touvron et al., 2021, "Training data-efficient image transformers", DeiT).
+
+A student learns from the true labels and from a frozen teacher that sees the same augmented batch:
+
+    hard (DeiT's best):  1/2 CE(Z_cls, y) + 1/2 CE(Z_dist, argmax Z_t)                          (section 4)
+    soft:                (1 - lambda) CE(Z_cls, y) + lambda tau^2 KL(softmax(Z_t / tau) || softmax(Z_dist / tau))
+
+Z_cls and Z_dist are the student's class and distillation heads (``ViT(distillation_token=True)``); a student
+without a distillation token puts both terms on its one head. ``TeacherStudent`` runs both models in the course's
+loop unchanged; ``DistillationLoss`` is its loss; ``head_logits`` scores each head of a trained student.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from going_modular.model_builder import averaged_logits
+
+DISTILLATION_KINDS = ("hard", "soft")
+SOFT_TEMPERATURE, SOFT_WEIGHT = 3.0, 0.1  # DeiT's tau and lambda for soft distillation
+
+
+class DistillationOutputs(NamedTuple):
+    """What ``TeacherStudent`` returns in training: the student's two heads' logits (the same tensor twice for a
+    student without a distillation token) and the teacher's. The engine's accuracy reads the first."""
+    class_logits: torch.Tensor
+    distillation_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+
+
+class TeacherStudent(nn.Module):
+    """The student, trained, beside a frozen teacher in evaluation mode: in training, both see the batch and the
+    forward pass returns ``DistillationOutputs``; in evaluation it is the student alone. Give the optimiser
+    ``student.parameters()``, and save the student."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__()
+        self.student, self.teacher = student, teacher.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "TeacherStudent":
+        self.training = mode
+        self.student.train(mode)
+        self.teacher.eval()  # its dropout and BatchNorm statistics never change
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | DistillationOutputs:
+        outputs = self.student(x)
+        if not self.training:
+            return outputs
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        class_logits, distillation_logits = outputs if isinstance(outputs, tuple) else (outputs, outputs)
+        return DistillationOutputs(class_logits, distillation_logits, teacher_logits)
+
+
+class DistillationLoss(nn.Module):
+    """DeiT's objective on ``DistillationOutputs``; on a plain tensor of logits (evaluation) ``base_loss`` alone.
+
+    Args:
+        base_loss: the loss on the true labels (the recipe's cross-entropy, label smoothing and all).
+        kind: "hard" or "soft" (module docstring).
+        temperature, weight: tau and lambda of soft distillation.
+    Raises:
+        ValueError: an unknown kind.
+    """
+
+    def __init__(self, base_loss: nn.Module, kind: str = "hard", temperature: float = SOFT_TEMPERATURE,
+                 weight: float = SOFT_WEIGHT) -> None:
+        super().__init__()
+        if kind not in DISTILLATION_KINDS:
+            raise ValueError(f"Distillation is {' or '.join(DISTILLATION_KINDS)}, got {kind!r}.")
+        self.base_loss, self.kind, self.temperature, self.weight = base_loss, kind, temperature, weight
+
+    def forward(self, outputs: torch.Tensor | DistillationOutputs, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(outputs, DistillationOutputs):
+            return self.base_loss(outputs, labels)
+        label_term = self.base_loss(outputs.class_logits, labels)
+        if self.kind == "hard":
+            return (label_term + F.cross_entropy(outputs.distillation_logits, outputs.teacher_logits.argmax(dim=1))) / 2
+        tau = self.temperature
+        teacher_term = F.kl_div(F.log_softmax(outputs.distillation_logits / tau, dim=1),
+                                F.log_softmax(outputs.teacher_logits / tau, dim=1), reduction="batchmean",
+                                log_target=True) * tau ** 2
+        return (1 - self.weight) * label_term + self.weight * teacher_term
+
+
+@torch.no_grad()
+def head_logits(student: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A trained ``ViT(distillation_token=True)``'s logits on ``images``, each head alone and their average
+    (what the model predicts): {"class": ..., "distillation": ..., "average": ...}.
+
+    Raises:
+        ValueError: the model has no distillation token.
+    """
+    if getattr(student, "head_dist", None) is None:
+        raise ValueError("This model has no distillation token: build it with ViT(distillation_token=True).")
+    student.eval()
+    features = student.forward_features(images)
+    class_logits = student.head(student.pre_logits(features[:, 0]))
+    distillation_logits = student.head_dist(student.pre_logits(features[:, 1]))
+    return {"class": class_logits, "distillation": distillation_logits,
+            "average": averaged_logits((class_logits, distillation_logits))}
