@@ -16,9 +16,10 @@ def __getattr__(name: str) -> object:  # a moved module's old name (``attention`
     return getattr(going_modular, name)
 
 
+# deploy/ needs the deploy extra (ONNX Runtime, Gradio) and is no module of the ZTM chapter: not imported here.
 for _info in pkgutil.walk_packages(going_modular.__path__, prefix="going_modular."):
     _name = _info.name.removeprefix("going_modular.")  # "engine", "figures", "figures.attention", ...
-    if _name != "going_modular":  # this package
+    if _name.split(".")[0] not in ("going_modular", "deploy"):  # this package, and the optional one
         sys.modules[f"{__name__}.{_name}"] = _module = importlib.import_module(_info.name)
         if "." not in _name:
             globals()[_name] = _module
