@@ -45,3 +45,8 @@ def test_a_tiny_distillation_benchmark_trains_scores_reports_and_archives(tmp_pa
     assert (archive / "hybrid_hard" / "n18_seed0_heads.json").exists()
     assert "steps" not in json.loads((archive / "teacher" / "n18_seed0_results.json").read_text())
     assert distill.report(archive) == table  # the archive gives the same table
+
+
+def test_the_results_readme_shows_the_archived_distillation_runs():
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    assert distill.report(ROOT / "benchmarks" / "results" / "distill") in readme
