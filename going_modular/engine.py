@@ -37,7 +37,7 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
                device: Device, *, scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
                max_grad_norm: Optional[float] = None, accumulation_steps: int = 1, amp: Amp = False,
                grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, epoch: int = 1,
-               progress: bool = False, on_step_end: Optional[Callable[[StepRecord], None]] = None,
+               progress: Union[bool, tqdm] = False, on_step_end: Optional[Callable[[StepRecord], None]] = None,
                ) -> tuple[float, float]:
     """Train ``model`` for one epoch; return (mean loss per sample, accuracy as a fraction).
 
@@ -94,7 +94,7 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
 
 
 def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, device: Device, *, amp: Amp = False,
-              max_batches: Optional[int] = None, progress: bool = False) -> tuple[float, float]:
+              max_batches: Optional[int] = None, progress: Union[bool, tqdm] = False) -> tuple[float, float]:
     """Evaluate ``model`` without changing it; return (mean loss per sample, accuracy as a fraction)."""
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
@@ -133,7 +133,9 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
     main_process = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     progress = progress and main_process
     start = time.perf_counter()
-    for epoch in tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress):
+    epochs_bar = tqdm(range(start_epoch, epochs + 1), desc="epochs", disable=not progress)
+    progress = epochs_bar if progress else False  # the batches show on it: one bar, however many epochs
+    for epoch in epochs_bar:
         if isinstance(train_dataloader.sampler, DistributedSampler):
             train_dataloader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
         metrics = dict(zip(("train_loss", "train_acc"), train_step(
@@ -201,10 +203,16 @@ def num_batches(dataloader: DataLoader, max_batches: Optional[int]) -> int:
 
 
 def batches(dataloader: DataLoader, max_batches: Optional[int], description: str,
-            progress: bool) -> Iterator[tuple[int, Any]]:
+            progress: Union[bool, tqdm]) -> Iterator[tuple[int, Any]]:
     """Yield ``(step, batch)`` for at most ``max_batches`` batches, with an optional progress bar (updated by
-    hand: tqdm wrapped around a DataLoader calls ``iter()`` twice, which changes the shuffle)."""
+    hand: tqdm wrapped around a DataLoader calls ``iter()`` twice, which changes the shuffle). Given a bar, the
+    batch is shown on it instead: ``train`` keeps one bar a training, which a notebook saves as a few kB."""
     total = num_batches(dataloader, max_batches)
+    if isinstance(progress, tqdm):
+        for step, batch in enumerate(itertools.islice(dataloader, total)):
+            progress.set_postfix_str(f"{description}: batch {step + 1}/{total}")
+            yield step, batch
+        return
     with tqdm(total=total, desc=description, leave=False, disable=not progress) as bar:
         for step, batch in enumerate(itertools.islice(dataloader, total)):  # no batch beyond the last is loaded
             yield step, batch
