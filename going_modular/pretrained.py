@@ -336,15 +336,20 @@ def _read_weights(name: str, entry: PretrainedWeights, path: Path) -> dict[str, 
     from safetensors import SafetensorError  # here, so the rest of the module works without safetensors
     from safetensors.torch import load_file
 
+    new_folder = not path.parent.exists()
     try:
         if not path.is_file():
             download_file(entry.url, path)
     except (ConnectionError, DownloadError) as error:
+        if new_folder and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()  # leave the machine as it was
+        status = re.search(r"HTTP status \d+ \([^)]*\)", str(error))
+        reason = f"the server answered {status[0]}" if status else "no connection, a timeout, or a broken download"
         raise PretrainedWeightsUnavailableError(
-            f"The pretrained weights {name!r} are not on this machine and could not be downloaded ({error}). "
-            f"Either run where the internet is reachable (e.g. Colab), or download {entry.url} with a browser "
-            f"and save it as {path}, or set {settings.WEIGHTS_DIR_ENV} to a folder that holds {entry.file_name}. "
-            f"There is no fallback to random weights.") from error
+            f"The pretrained weights {name!r} are not in {path.parent} and could not be downloaded from {entry.url} "
+            f"({reason}). Run where the internet is reachable (e.g. Colab); or save that file with a browser as "
+            f"{path}, or set {settings.WEIGHTS_DIR_ENV} to a folder that holds {entry.file_name}. There is no "
+            f"fallback to random weights.") from error
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
