@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
@@ -30,7 +31,12 @@ def pred_and_plot_image(model: torch.nn.Module, class_names: Sequence[str], imag
                         image_size: ImageSize = (224, 224), transform: Optional[Transform] = None,
                         device: Device = None) -> tuple[str, float]:
     """Predict one image file's class and plot the image titled with it, in the current matplotlib figure; returns
-    (class, probability). Arguments and errors as :func:`predict`'s."""
+    (class, probability). Arguments and errors as :func:`predict`'s; TypeError for the arguments in the order of
+    ``helper_functions.pred_and_plot_image`` (model, image_path, class_names)."""
+    if isinstance(class_names, (str, os.PathLike)):
+        raise TypeError(f"predictions.pred_and_plot_image takes (model, class_names, image_path), the ZTM going_modular "
+                        f"order, but class_names is the path {str(class_names)!r}. Swap the two, or use "
+                        f"helper_functions.pred_and_plot_image, which takes (model, image_path, class_names).")
     (prediction,) = predict(model, [image_path], class_names, transform, image_size, device=device)
     plt.figure()
     plt.imshow(load_image(image_path))
@@ -46,7 +52,8 @@ def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names
 
     Args:
         model: a classifier giving ``[batch, len(class_names)]`` logits; its train/eval mode is kept.
-        transform: the one the model was trained with; None: ``data_setup.manual_transforms(image_size)``.
+        transform: the one the model was trained with; None: the model's own (``model.preprocessing``, which
+            ``pretrained``'s loaders set), else ``data_setup.manual_transforms(image_size)``.
         device: where to run the model (it is moved there); None: where its parameters are.
 
     Raises:
@@ -56,7 +63,8 @@ def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names
     """
     if batch_size < 1:
         raise ValueError(f"batch_size should be at least 1, got {batch_size}.")
-    transform = transform if transform is not None else manual_transforms(image_size)
+    if transform is None:
+        transform = getattr(model, "preprocessing", None) or manual_transforms(image_size)
     paths = [Path(image_path) for image_path in image_paths]
     predictions: list[Prediction] = []
     for start in range(0, len(paths), batch_size):

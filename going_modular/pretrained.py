@@ -132,13 +132,15 @@ def vit_to_torchvision(model: ViT) -> torchvision.models.VisionTransformer:
     return tv_model.to(device=reference.device, dtype=reference.dtype).train(model.training)
 
 
-def create_vit_feature_extractor(
+def torchvision_vit_b_16_feature_extractor(
     num_classes: int, weights: Union[str, torchvision.models.ViT_B_16_Weights, None] = "DEFAULT",
     device: Union[str, torch.device, None] = None, allow_random_weights: bool = False,
 ) -> tuple[torchvision.models.VisionTransformer, nn.Module]:
-    """``(model, transforms)``: torchvision's ViT-B/16 with ``weights`` (a ``ViT_B_16_Weights`` or its name; None:
-    random), backbone frozen, a new zero-initialised trainable head (3 classes: 768 * 3 + 3 = 2,307 parameters), and
-    the preprocessing the weights were trained with. ``model.pretrained`` says whether the weights loaded.
+    """``(model, transforms)``: **torchvision's** ViT-B/16 (86 M parameters, the ZTM chapter's feature extractor) with
+    ``weights`` (a ``ViT_B_16_Weights`` or its name; None: random), backbone frozen, a new zero-initialised trainable
+    head (3 classes: 768 * 3 + 3 = 2,307 parameters), and the preprocessing the weights were trained with, also kept
+    as ``model.preprocessing``. ``model.pretrained`` says whether the weights loaded. The course's own ViT-Ti/16
+    feature extractor is ``vit_ti_16_feature_extractor``.
     ``allow_random_weights``: when the download fails, continue with random weights and a ``RandomWeightsWarning``.
 
     Raises:
@@ -167,8 +169,11 @@ def create_vit_feature_extractor(
     nn.init.zeros_(model.heads.head.weight)
     nn.init.zeros_(model.heads.head.bias)
     model.num_classes, model.pretrained = num_classes, pretrained
-    transforms = (weights or torchvision.models.ViT_B_16_Weights.DEFAULT).transforms()
+    model.preprocessing = transforms = (weights or torchvision.models.ViT_B_16_Weights.DEFAULT).transforms()
     return (model.to(device) if device is not None else model), transforms
+
+
+create_vit_feature_extractor = torchvision_vit_b_16_feature_extractor  # its first name, kept for code that uses it
 
 
 def resize_position_embedding(position_embedding: torch.Tensor, grid_size: ImageSize) -> torch.Tensor:
@@ -398,7 +403,20 @@ def load_pretrained_vit(
         model.load_state_dict(state_dict)
     model.eval().requires_grad_(not freeze_backbone)
     model.head.requires_grad_(True)
-    return (model.to(device) if device is not None else model), entry.transforms()
+    model.preprocessing = entry.transforms()  # what predictions.predict uses when given no transform
+    return (model.to(device) if device is not None else model), model.preprocessing
+
+
+def vit_ti_16_feature_extractor(num_classes: int, device: Union[str, torch.device, None] = None
+                                ) -> tuple[ViT, torchvision.transforms.Compose]:
+    """``(model, transforms)``: the **course's** ViT-Ti/16 (5.7 M parameters) with the ImageNet-trained AugReg
+    weights, backbone frozen, a new zero-initialised head of ``num_classes`` outputs (notebook 06): that is
+    ``load_pretrained_vit("vit_ti_16_augreg", num_classes)``, under a name that says which model it builds.
+
+    Raises:
+        PretrainedWeightsUnavailableError, PretrainedWeightsFileError: as ``load_pretrained_vit``.
+    """
+    return load_pretrained_vit("vit_ti_16_augreg", num_classes, device=device, freeze_backbone=True)
 
 
 def imagenet_class_names() -> list[str]:

@@ -131,6 +131,32 @@ def test_default_transform_is_the_course_transform_at_image_size(tmp_path, model
     torch.testing.assert_close(seen[1][0], manual_transforms(20)(image), atol=0, rtol=0)
 
 
+def test_a_model_that_carries_its_preprocessing_is_fed_with_it_by_default(tmp_path, model):
+    # load_pretrained_vit's weights normalise to [-1, 1]: the course's plain transform would silently feed [0, 1].
+    path = tmp_path / "image.png"
+    image = Image.new("RGB", (40, 30), (30, 160, 90))
+    image.save(path)
+    own = transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor(), transforms.Normalize([0.5] * 3,
+                                                                                                     [0.5] * 3)])
+    model.preprocessing = own
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    predict(model, [path], CLASS_NAMES)
+    pred_and_plot_image(model, CLASS_NAMES, path)
+    predict(model, [path], CLASS_NAMES, transform=BY_HAND)  # a transform given still wins
+    for images in seen[:2]:
+        torch.testing.assert_close(images[0], own(image), atol=0, rtol=0)
+    assert tuple(seen[2].shape) == (1, 3, *IMAGE_SIZE)
+
+
+def test_the_arguments_in_the_other_helpers_order_are_refused_naming_the_right_one(tmp_path, model):
+    path = tmp_path / "image.png"
+    Image.new("RGB", (40, 30), RED).save(path)
+    for image_path in (path, str(path)):
+        with pytest.raises(TypeError, match=r"takes \(model, class_names, image_path\).*helper_functions"):
+            pred_and_plot_image(model, image_path, CLASS_NAMES)
+
+
 def test_predict_batches_in_order_and_matches_single_images(tmp_path, model):
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (250, 250, 0), (0, 0, 0)]
     expected_classes = ["pizza", "steak", "sushi", "steak", "steak"]

@@ -113,6 +113,16 @@ def test_feature_extractor_offline_raises_clear_error(offline):
     assert "https://download.pytorch.org/models/vit_b_16" in str(info.value)
 
 
+def test_the_feature_extractors_names_say_which_model_they_build(offline):
+    with pytest.warns(pretrained.RandomWeightsWarning):
+        torchvision_model, torchvision_transforms = pretrained.torchvision_vit_b_16_feature_extractor(
+            3, allow_random_weights=True)
+    assert isinstance(torchvision_model, torchvision.models.VisionTransformer)
+    assert (torchvision_model.hidden_dim, torchvision_model.patch_size) == (768, 16)  # ViT-B/16
+    assert torchvision_model.preprocessing is torchvision_transforms
+    assert pretrained.create_vit_feature_extractor is pretrained.torchvision_vit_b_16_feature_extractor  # old name
+
+
 def test_feature_extractor_offline_opt_in_warns_and_freezes_backbone(offline):
     with pytest.warns(pretrained.RandomWeightsWarning, match="RANDOM weights"):
         model, transforms = create_vit_feature_extractor(num_classes=3, allow_random_weights=True)
@@ -650,3 +660,11 @@ def test_the_real_checkpoint_moves_from_224_to_384_pixels(vit_ti_state_dict):
     assert {module.p for module in model.modules() if isinstance(module, nn.Dropout)} == {0.0}
     with torch.no_grad():
         assert model(torch.randn(1, 3, 384, 384)).shape == (1, 3)
+
+
+def test_the_course_vit_ti_16_feature_extractor_carries_its_preprocessing(vit_ti_path):
+    model, transforms = pretrained.vit_ti_16_feature_extractor(num_classes=3)
+    assert isinstance(model, ViT) and model.head.out_features == 3
+    assert (model.patch_size, model.class_token.shape[-1], len(model.transformer_encoder)) == (16, 192, 12)  # Ti/16
+    assert count(model, trainable_only=True) == 192 * 3 + 3  # the backbone is frozen
+    assert model.preprocessing is transforms and transforms.transforms[-1].mean == (0.5, 0.5, 0.5)
