@@ -10,6 +10,7 @@ with what to install, except where VIT_COURSE_REQUIRE_SITE is set (``.ci/run`` s
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import importlib.util
 import os
@@ -203,3 +204,79 @@ def test_screenshots(browser, site_url, capsys):
         assert (folder / f"{name}.png").stat().st_size > 10_000
     with capsys.disabled():
         print(f"\nScreenshots of the website: {folder}")
+
+
+# Each edition's search: a term a reader types -> the notebook that teaches it, to be among the first five pages.
+# The Chinese edition's list has terms of both languages, and a common variant (位置嵌入 for 位置编码).
+SEARCH_TERMS = {
+    "": {"patch embedding": "01_equation_1", "multi-head self-attention": "02_equation_2", "LayerNorm": "02_equation_2",
+         "softmax": "02_equation_2", "GELU": "03_equation_3", "MLP block": "03_equation_3",
+         "Transformer encoder": "04_equation_4", "fast path": "04b_optional", "inductive bias": "05_training",
+         "hybrid": "05b_a_vit", "feature extractor": "06_pretrained", "Figure 7": "07_predictions",
+         "quantization": "08_foodvision", "ONNX": "08_foodvision"},
+    f"{translate.EDITION}/": {"图像块嵌入": "01_equation_1", "位置编码": "01_equation_1", "位置嵌入": "01_equation_1",
+                             "patch embedding": "01_equation_1", "多头自注意力": "02_equation_2",
+                             "自注意力": "02_equation_2", "层归一化": "02_equation_2", "LayerNorm": "02_equation_2",
+                             "GELU": "03_equation_3", "混合": "05b_a_vit", "特征提取器": "06_pretrained",
+                             "微调": "06_pretrained", "注意力展开": "07_predictions"},
+}
+
+
+def _first_results(browser, url: str, query: str, count: int = 5) -> list[str]:
+    """The first ``count`` pages the site's search lists for ``query``."""
+    page, problems = _open(browser, url)
+    page.click("input.md-search__input")
+    page.wait_for_function("!document.querySelector('.md-search-result__meta').innerText.includes('Initializing')",
+                           timeout=60_000)
+    page.keyboard.type(query)
+    page.keyboard.press("End")  # the theme searches on a key's release, which typed Chinese characters lack
+    page.wait_for_selector(".md-search-result__item a", timeout=30_000)
+    results = page.evaluate("Array.from(document.querySelectorAll('li.md-search-result__item > a'))"
+                            ".map(a => a.href.split(/[?#]/)[0])")
+    page.close()
+    assert not problems
+    return list(dict.fromkeys(results))[:count]  # a page's sections are listed under it: count each page once
+
+
+@pytest.mark.parametrize("edition", list(SEARCH_TERMS), ids=lambda edition: edition.strip("/") or "en")
+def test_search_finds_the_notebook_that_teaches_each_term(browser, site_url, edition):
+    missed = {}
+    for query, notebook in SEARCH_TERMS[edition].items():
+        results = _first_results(browser, site_url + edition, query)
+        if not any(f"notebooks/{edition}{notebook}" in result for result in results):
+            missed[query] = results
+    assert not missed, f"not among the first five results: {missed}"
+
+
+def _notebook_pages(pages: list[str], site_url: str) -> list[str]:
+    return [url for url in pages if url.removeprefix(site_url).removeprefix(f"{translate.EDITION}/").startswith(
+        "notebooks/")]
+
+
+def test_notebook_pages_show_no_tag_chips_and_offer_their_notebook(browser, pages, site_url):
+    notebook_pages = _notebook_pages(pages, site_url)
+    assert len(notebook_pages) == 2 * len(translate.english_notebooks(ROOT))
+    for url in notebook_pages:
+        page, problems = _open(browser, url)
+        text = page.evaluate("document.querySelector('article').innerText")
+        download = page.evaluate("(document.querySelector('a.notebook-download') || {}).href || null")
+        page.close()
+        assert not problems and "nbval-" not in text, url
+        assert download and download.endswith(".ipynb"), url
+        with urllib.request.urlopen(download) as response:
+            assert response.status == 200 and "cells" in json.loads(response.read()), download
+
+
+@pytest.mark.parametrize("notebook, number", [("01_equation_1_patch_embedding", "(1)"), ("02_equation_2_msa", "(2)")])
+def test_an_equations_number_stands_at_the_right_apart_from_the_formula(browser, site_url, notebook, number):
+    page, problems = _open(browser, notebook_url(site_url, notebook))
+    boxes = page.evaluate("""number => {
+        const label = Array.from(document.querySelectorAll('.equation-number')).find(span => span.innerText === number);
+        const box = element => { const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+        return label && {number: box(label), formula: box(label.parentElement.querySelector('math')),
+                         equation: box(label.parentElement)};
+    }""", number)
+    page.close()
+    assert not problems and boxes, f"no equation numbered {number}"
+    assert boxes["formula"][1] <= boxes["number"][0], boxes  # the formula ends before its number begins
+    assert abs(boxes["number"][1] - boxes["equation"][1]) < 2, boxes  # the number sits at the right margin

@@ -28,6 +28,11 @@ LOCAL_BADGE = "assets/colab-badge.svg"
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
 NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
 
+_TAG = re.compile(r"\\tag\{([^}]*)\}")
+# mkdocs-jupyter's toolbar of a cell's tags, a chip a tag: <div class="celltoolbar">...</div>.
+_TAG_CHIPS = re.compile(r'<div class="celltoolbar">\s*<div class="button_container tags_button_container">\s*'
+                        r'<span class="tag-container">(?:\s*<span class="cell-tag">[^<]*</span>)*\s*</span>\s*'
+                        r'</div>\s*</div>')
 _HTML_LINK = re.compile(r"""((?:href|src)=")([^"]+)(")""")
 # In a page's HTML: a block whose text is not prose, or a tag (both kept), or TeX between $$ or $ (converted).
 _PROSE_MATH = re.compile(r"(<(pre|code|script|style|title|textarea)\b.*?</\2>|<[^>]*>)|\$\$(.+?)\$\$|\$([^$<>\n]+?)\$",
@@ -41,6 +46,14 @@ def repository_path(file: File) -> str:
     """Where ``file`` lives in the repository (docs/ files under docs/, the others where the hook found them)."""
     source = Path(file.abs_src_path).resolve()
     return source.relative_to(ROOT).as_posix()
+
+
+@event_priority(100)  # before the search plugin reads its settings
+def on_config(config):
+    """The Chinese edition searches in Chinese: its text cut into words by jieba (the docs extra installs it)."""
+    if config.extra.get("edition") == translate.EDITION:
+        config.plugins["material/search"].config.lang = ["zh"]
+    return config
 
 
 @event_priority(100)  # before mkdocs-jupyter, which must see the notebooks added here
@@ -106,17 +119,27 @@ def on_page_content(content: str, page, config, files) -> str:
 
 
 def typeset(page_html: str) -> str:
-    """``page_html`` with the TeX of its prose ($...$ inline, $$...$$ displayed) as MathML; code left as it is."""
+    """``page_html`` with the TeX of its prose ($...$ inline, $$...$$ displayed) as MathML; code left as it is. A
+    displayed equation's ``\\tag{n}`` becomes its number at the right margin (``.equation-numbered``, extra.css)."""
     def replace(match: re.Match) -> str:
         if match[1]:
             return match[1]
-        tex, display = (match[3], "block") if match[3] is not None else (match[4], "inline")
-        return tex_to_mathml(html.unescape(tex), display=display)
+        if match[3] is None:
+            return tex_to_mathml(html.unescape(match[4]), display="inline")
+        tex = html.unescape(match[3])
+        tag = _TAG.search(tex)
+        if tag is None:
+            return tex_to_mathml(tex, display="block")
+        formula = tex_to_mathml(_TAG.sub("", tex), display="block")
+        return f'<div class="equation-numbered">{formula}<span class="equation-number">({tag[1]})</span></div>'
 
     return _PROSE_MATH.sub(replace, page_html)
 
 
 def on_post_page(output: str, page, config) -> str:
-    """A notebook page's equations (in its text and its table of contents) as MathML, and no MathJax."""
-    return typeset(NO_MATHJAX.sub("", output)) if page.file.src_uri.endswith(".ipynb") else output
+    """A notebook page's equations (in its text and its table of contents) as MathML, no MathJax, and no chips of
+    the cells' tags (nbval's, which mean nothing to a reader)."""
+    if not page.file.src_uri.endswith(".ipynb"):
+        return output
+    return typeset(_TAG_CHIPS.sub("", NO_MATHJAX.sub("", output)))
 

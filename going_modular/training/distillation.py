@@ -62,7 +62,8 @@ class DistillationLoss(nn.Module):
     Args:
         base_loss: the loss on the true labels (the recipe's cross-entropy, label smoothing and all).
         kind: "hard" or "soft" (module docstring).
-        temperature, weight: tau and lambda of soft distillation.
+        temperature: tau of soft distillation.
+        weight: lambda of soft distillation.
     Raises:
         ValueError: an unknown kind.
     """
