@@ -24,3 +24,11 @@ def test_the_torch_floor_has_the_apis_the_engine_uses():
     requirements = _floors((ROOT / "requirements.txt").read_text().splitlines())
     assert tuple(map(int, requirements["torch"].split("."))) >= (2, 3)
     assert tuple(map(int, requirements["torchvision"].split("."))) >= (0, 18)
+
+
+def test_requirements_hold_the_deploy_extra_that_notebook_08_and_its_tests_need():
+    # The README's set-up is `pip install -r requirements.txt && pip install -e .`: without these, notebook 08 and
+    # tests/test_deploy.py could not run after it.
+    requirements = _floors((ROOT / "requirements.txt").read_text().splitlines())
+    deploy = _floors(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["deploy"])
+    assert deploy and all(requirements.get(name) == floor for name, floor in deploy.items())
