@@ -33,8 +33,8 @@ import torchvision
 from going_modular import data_setup, model_builder, utils
 from going_modular.training import distillation, recipe, validation_split
 from data_sweep import MODELS, Point, archive, resolve_folders, run_flags
-from training_runs import (add_run_options, check_run_options, final_scores, markdown_table, mean_std, split_train_flags,
-                           train_and_score)
+from training_runs import (add_run_options, check_run_options, final_scores, markdown_table, mean_std,
+                           split_train_flags, train_and_score)
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = {"resnet18": "5e-4", "vit": "3e-4", "hybrid": "1.25e-4"}  # the data sweep's choice at 225 photos

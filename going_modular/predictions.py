@@ -34,8 +34,8 @@ def pred_and_plot_image(model: torch.nn.Module, class_names: Sequence[str], imag
     (class, probability). Arguments and errors as :func:`predict`'s; TypeError for the arguments in the order of
     ``helper_functions.pred_and_plot_image`` (model, image_path, class_names)."""
     if isinstance(class_names, (str, os.PathLike)):
-        raise TypeError(f"predictions.pred_and_plot_image takes (model, class_names, image_path), the ZTM going_modular "
-                        f"order, but class_names is the path {str(class_names)!r}. Swap the two, or use "
+        raise TypeError(f"predictions.pred_and_plot_image takes (model, class_names, image_path), the ZTM "
+                        f"going_modular order, but class_names is the path {str(class_names)!r}. Swap the two, or use "
                         f"helper_functions.pred_and_plot_image, which takes (model, image_path, class_names).")
     (prediction,) = predict(model, [image_path], class_names, transform, image_size, device=device)
     plt.figure()

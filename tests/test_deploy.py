@@ -172,7 +172,8 @@ def test_int8_models_stay_within_001_of_float32_on_the_validation_photos(trained
     scores = {}
     for name, quantized in (("dynamic", dynamic), ("static", static)):
         assert quantized.stat().st_size < path.stat().st_size / 3
-        assert json.loads(quantized.with_suffix(".json").read_text()) == json.loads(path.with_suffix(".json").read_text())
+        config = json.loads(quantized.with_suffix(".json").read_text())
+        assert config == json.loads(path.with_suffix(".json").read_text())
         scores[name] = export.accuracy(serving.Classifier(quantized).logits, images, labels)
     assert abs(scores["dynamic"] - float32) <= 0.01  # the notebook's goal
     assert abs(scores["static"] - float32) <= 0.05  # static int8 loses more here (benchmarks/README.md says how much)

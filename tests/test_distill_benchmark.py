@@ -39,7 +39,8 @@ def test_a_tiny_distillation_benchmark_trains_scores_reports_and_archives(tmp_pa
         assert all(0 <= scores[key] <= 1 for key in ("class", "distillation", "average", "teacher", "agreement"))
         assert len(scores["student_only"]) - len(scores["teacher_only"]) == round(
             (scores["average"] - scores["teacher"]) * photos)
-    assert heads["val"]["average"] == pytest.approx(student["metrics"]["val_acc"][-1])  # the model's prediction is the average
+    # The model predicts with the average of its heads: what it scored on validation.
+    assert heads["val"]["average"] == pytest.approx(student["metrics"]["val_acc"][-1])
     rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
     assert rows == {"ResNet-18 teacher", "vit, no teacher", "hybrid, no teacher", "hybrid, hard"}
     assert (archive / "hybrid_hard" / "n18_seed0_heads.json").exists()

@@ -39,7 +39,8 @@ def test_the_your_own_photos_guide_runs_as_written(tmp_path):
     (code,) = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.DOTALL)
     _shapes(tmp_path / "my_photos" / "train", 10, 0)
     _shapes(tmp_path / "my_photos" / "test", 3, 1)
-    check = '\nassert class_names == ["circle", "cross", "square", "triangle"]\nassert results["test_acc"][-1] >= 0.75\n'
+    check = ('\nassert class_names == ["circle", "cross", "square", "triangle"]'
+             '\nassert results["test_acc"][-1] >= 0.75\n')
     environment = {**os.environ, "MPLBACKEND": "Agg", settings.WEIGHTS_DIR_ENV: str(weights.parent)}
     environment.pop("PYTHONPATH", None)
     completed = subprocess.run([sys.executable, "-c", code + check], cwd=tmp_path, env=environment,

@@ -272,7 +272,10 @@ def test_an_equations_number_stands_at_the_right_apart_from_the_formula(browser,
     page, problems = _open(browser, notebook_url(site_url, notebook))
     boxes = page.evaluate("""number => {
         const label = Array.from(document.querySelectorAll('.equation-number')).find(span => span.innerText === number);
-        const box = element => { const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+        const box = element => {
+            const r = element.getBoundingClientRect();
+            return [r.left, r.right, r.top, r.bottom];
+        };
         return label && {number: box(label), formula: box(label.parentElement.querySelector('math')),
                          equation: box(label.parentElement)};
     }""", number)
