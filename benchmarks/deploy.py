@@ -4,7 +4,7 @@
 
 The model is notebook 06's frozen-head ViT-Ti/16 (``deploy.export.foodvision_mini``), exported to ONNX, then
 quantized to int8 dynamically and statically (calibrated on every third training photo). Each row is measured in
-this one run (``deploy.export.measure``): file size; milliseconds per photo at batch 1, median and 10th-90th
+this one run (``deploy.export.measure``, a row each): file size; milliseconds per photo at batch 1, median and 10th-90th
 percentile over --runs calls, one thread and all; photos per second at batch 32; accuracy on the 75 test and the
 391 validation photos. The chapter's ViT-B/16 feature extractor is measured with random weights (torchvision's
 cannot be downloaded here): its size and time are real, it claims no accuracy.
@@ -24,6 +24,7 @@ import torchvision
 
 from going_modular import data_setup
 from going_modular.deploy import export
+from going_modular.deploy.serving import Classifier
 from going_modular.training import validation_split
 
 
@@ -39,7 +40,7 @@ def _preprocessed(folder: Path, transform, class_names: list[str]) -> tuple[np.n
     return images.numpy(), labels.numpy()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="Timed calls at batch 1 per row and thread count.")
     parser.add_argument("--output-dir", type=Path, default=Path(tempfile.gettempdir()) / "deploy",
@@ -57,17 +58,18 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
 
     vit_b_16 = torchvision.models.vit_b_16(weights=None)
     vit_b_16.heads = torch.nn.Linear(768, len(class_names))  # the chapter's feature extractor: a new 3-class head
-    candidates = {
-        "PyTorch eager, float32": export.torch_candidate(model, _state_dict_bytes(model)),
-        "ONNX Runtime, float32": export.onnx_candidate(fp32),
-        "ONNX Runtime, dynamic int8": export.onnx_candidate(dynamic),
-        "ONNX Runtime, static int8": export.onnx_candidate(static),
-        "the chapter's ViT-B/16 feature extractor, PyTorch (random weights: size and time only)":
-            export.torch_candidate(vit_b_16.eval(), _state_dict_bytes(vit_b_16), scored=False),
+    runners = {  # name: (size in bytes, logits on all threads, logits on one thread)
+        "PyTorch eager, float32": (_state_dict_bytes(model), export.torch_logits(model), export.torch_logits(model, 1)),
+        **{f"ONNX Runtime, {kind}": (path.stat().st_size, Classifier(path).logits, Classifier(path, threads=1).logits)
+           for kind, path in (("float32", fp32), ("dynamic int8", dynamic), ("static int8", static))},
+        "the chapter's ViT-B/16 feature extractor, PyTorch (random weights: size and time only)": (
+            _state_dict_bytes(vit_b_16), export.torch_logits(vit_b_16.eval()), export.torch_logits(vit_b_16, 1)),
     }
     scoring = {"test": _preprocessed(data_dir / "test", transform, class_names),
                "validation": _preprocessed(val_dir, transform, class_names)}
-    rows = export.measure(candidates, scoring["test"][0][:1], scoring["validation"][0][:32], scoring, options.runs)
+    rows = {name: export.measure(*runner, scoring["test"][0][:1], scoring["validation"][0][:32],
+                                 {} if "random weights" in name else scoring, options.runs)
+            for name, runner in runners.items()}
     (options.output_dir / "deploy.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(export.markdown_table(rows))

@@ -21,6 +21,7 @@ and the other wrong (``<name>_heads.json``). The table adds the teacher and each
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ from training_runs import (add_run_options, check_run_options, final_scores, mar
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = {"resnet18": "5e-4", "vit": "3e-4", "hybrid": "1.25e-4"}  # the data sweep's choice at 225 photos
+SWEEP_EPOCHS = recipe.TRAINING_RECIPES["small-data"]["epochs"] // 2  # 100 epochs of 14 steps: 1,400 steps
 NO_TEACHER = ROOT / "benchmarks" / "results" / "figure4"  # the sweep's runs: each student without a teacher
 
 
@@ -47,10 +49,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--students", nargs="*", default=[], choices=("vit", "hybrid"), help="None: only report.")
-    parser.add_argument("--kinds", nargs="+", default=["hard", "soft"], choices=distillation.DISTILLATION_KINDS)
+    parser.add_argument("--kinds", nargs="+", default=["hard", "soft"], choices=(*distillation.DISTILLATION_KINDS, "none"),
+                        help="none: the student alone, with the same flags (a variant's control).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="One teacher and student per seed.")
-    parser.add_argument("--epochs", type=int, default=recipe.TRAINING_RECIPES["small-data"]["epochs"] // 2,
-                        help="Epochs of the 225 photos (14 steps each), the data sweep's 100 by default.")
+    parser.add_argument("--epochs", type=int, default=SWEEP_EPOCHS,
+                        help="The students' epochs of the 225 photos (14 steps each); the teachers keep 100.")
     parser.add_argument("--photos", type=int, default=225, help="Training photos (--train-subset of the 10 %% split).")
     parser.add_argument("--label", default="", help="Appended to each student's folder name: a variant's runs.")
     parser.add_argument("--archive", type=Path, help="Copy every finished run's results (and scores) here.")
@@ -65,7 +68,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
 
 
 def teacher_run(point: Point, seed: int, options: argparse.Namespace) -> dict:
-    """Seed ``seed``'s ResNet-18 teacher: trained (weights kept), resumed, or read when finished."""
+    """Seed ``seed``'s ResNet-18 teacher: trained (weights kept), resumed, or read when finished. It keeps the
+    sweep's schedule whatever the students' ``--epochs``, so that every student of a seed has the same teacher."""
+    point = dataclasses.replace(point, epochs=SWEEP_EPOCHS)
     flags = run_flags(point, seed, [*MODELS["resnet18"], "--lr", LEARNING_RATES["resnet18"], "--num-workers", "0"],
                       options)
     return train_and_score(flags, options.output_dir / "teacher", f"n{point.photos}_seed{seed}", options)
@@ -73,14 +78,15 @@ def teacher_run(point: Point, seed: int, options: argparse.Namespace) -> dict:
 
 def student_run(point: Point, seed: int, student: str, kind: str, student_flags: Sequence[str],
                 options: argparse.Namespace) -> dict:
-    """One student, taught by its seed's teacher, then scored head by head (``score_heads``)."""
+    """One student, taught by its seed's teacher, then scored head by head (``score_heads``); kind "none": alone."""
     teacher = options.output_dir / "teacher" / f"n{point.photos}_seed{seed}.pth"
-    flags = [*MODELS[student], "--lr", LEARNING_RATES[student], "--num-workers", "0", "--distill", kind, "--teacher",
-             str(teacher), *student_flags]
+    flags = [*MODELS[student], "--lr", LEARNING_RATES[student], "--num-workers", "0", *student_flags]
+    if kind != "none":
+        flags += ["--distill", kind, "--teacher", str(teacher)]
     folder, name = options.output_dir / f"{student}_{kind}{options.label}", f"n{point.photos}_seed{seed}"
     scores = train_and_score(run_flags(point, seed, flags, options), folder, name, options)
     heads = folder / f"{name}_heads.json"
-    if not heads.exists():
+    if kind != "none" and not heads.exists():
         results = json.loads((folder / f"{name}_results.json").read_text())
         utils.save_json(score_heads(results, folder / f"{name}.pth", teacher, point), heads)
     return scores
@@ -142,10 +148,9 @@ def report(output_dir: Path) -> str:
         if not runs:
             continue
         counts = ", ".join(f"{len(run['student_only'])}/{len(run['teacher_only'])}" for run in heads)
+        by_head = [mean_std([run[key] for run in heads]) for key in ("class", "distillation", "agreement")] + [counts]
         rows.append([folder.name.replace("_", ", ", 1), mean_std([run["val"] for run in runs]),
-                     mean_std([run["test"] for run in runs]), mean_std([run["class"] for run in heads]),
-                     mean_std([run["distillation"] for run in heads]), mean_std([run["agreement"] for run in heads]),
-                     counts, len(runs)])
+                     mean_std([run["test"] for run in runs]), *(by_head if heads else [""] * 4), len(runs)])
     return markdown_table(header, rows)
 
 

@@ -1,11 +1,9 @@
-"""going_modular: the reusable code of the Vision Transformer course.
+"""going_modular: the reusable code of the Vision Transformer course (docs/guides/package.md maps every module).
 
 The course's modules (the ZTM chapter's names: data_setup, model_builder, engine, utils, predictions, train; then
-pretrained, features, exercises) sit at the top; figures/, training/ and common/ group the rest by purpose
-(docs/guides/package.md maps every module; the website's API reference documents them). Imports run one way, never
-in a cycle: train -> figures/ and training/ -> the course's modules -> common/. ``going_modular.going_modular`` is
-the ZTM chapter's import path to the same modules.
-"""
+pretrained, features, exercises) sit at the top; figures/, training/ and common/ group the rest by purpose. Imports
+run one way: train -> figures/ and training/ -> the course's modules -> common/. ``going_modular.going_modular`` is
+the ZTM chapter's import path to the same modules."""
 import importlib
 
 __version__ = "0.1.0"

@@ -1,6 +1,5 @@
-"""Getting image data into PyTorch as ZTM's "PyTorch Paper Replicating" (section 1) does: ``download_data`` (FoodVision
-Mini), ``load_image``, the transforms, and ``create_dataloaders`` from its ``train/`` and ``test/`` folders.
-"""
+"""Getting image data into PyTorch as ZTM's "PyTorch Paper Replicating" (section 1) does: download FoodVision Mini,
+then transform and load the photos of its ``train/`` and ``test/`` folders."""
 from __future__ import annotations
 
 import os
@@ -23,9 +22,7 @@ from going_modular.utils import PathLike
 Transform = Callable[[Image.Image], torch.Tensor]
 
 PIZZA_STEAK_SUSHI_URL = "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi.zip"
-PIZZA_STEAK_SUSHI_20_PERCENT_URL = (
-    "https://github.com/mrdbourke/pytorch-deep-learning/raw/main/data/pizza_steak_sushi_20_percent.zip"
-)
+PIZZA_STEAK_SUSHI_20_PERCENT_URL = PIZZA_STEAK_SUSHI_URL.replace(".zip", "_20_percent.zip")
 CUSTOM_IMAGE_URL = "https://raw.githubusercontent.com/mrdbourke/pytorch-deep-learning/main/images/04-pizza-dad.jpeg"
 
 
@@ -38,10 +35,8 @@ def _default_num_workers() -> int:
 NUM_WORKERS = _default_num_workers()
 
 
-def download_data(
-    source: str, destination: str, *, sha256: Optional[str] = None, remove_source: bool = True,
-    data_dir: Optional[PathLike] = None,
-) -> Path:
+def download_data(source: str, destination: str, *, sha256: Optional[str] = None, remove_source: bool = True,
+                  data_dir: Optional[PathLike] = None) -> Path:
     """Download a zip archive and unzip it into ``data_dir / destination`` (default ``settings.get_data_dir()``),
     unless that folder has content. Built in a temporary folder beside it and renamed into place, so a failed call
     leaves nothing; a single top-level folder named ``destination`` is unwrapped. ``sha256``: the zip's hex digest
@@ -112,9 +107,8 @@ VIT_STD = (0.5, 0.5, 0.5)
 AUGMENTATION_POLICIES = ("trivialaugment", "randaugment")
 
 
-def train_transforms(
-    image_size: int = 224, policy: Optional[str] = "trivialaugment", randaugment_magnitude: int = 9
-) -> transforms.Compose:
+def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugment",
+                     randaugment_magnitude: int = 9) -> transforms.Compose:
     """Training transform for a ViT trained from scratch on little data (as in DeiT and timm's recipes):
     random resized crop (scale 0.35-1) and horizontal flip, an automatic augmentation ``policy`` ("trivialaugment",
     "randaugment": 2 ops at ``randaugment_magnitude``, 0-30; None: crop and flip only), normalised to [-1, 1].
@@ -131,9 +125,8 @@ def train_transforms(
 
 def eval_transforms(image_size: int = 224) -> transforms.Compose:
     """Test-time transform matching ``train_transforms``: resize the short side, centre crop, normalise."""
-    resize = transforms.Resize(round(image_size / 0.875))  # the usual 87.5 % centre crop
-    return transforms.Compose([resize, transforms.CenterCrop(image_size), transforms.ToTensor(),
-                               transforms.Normalize(VIT_MEAN, VIT_STD)])
+    return transforms.Compose([transforms.Resize(round(image_size / 0.875)), transforms.CenterCrop(image_size),
+                               transforms.ToTensor(), transforms.Normalize(VIT_MEAN, VIT_STD)])  # an 87.5 % crop
 
 
 class _ImageFolder(datasets.ImageFolder):
@@ -177,18 +170,17 @@ def image_folder(directory: PathLike, transform: Optional[Transform], split: str
                                 f"Images are expected as {layout}; every class folder needs at least one.") from error
 
 
-def create_dataloaders(
-    train_dir: PathLike, test_dir: PathLike, transform: Transform, batch_size: int, num_workers: int = NUM_WORKERS,
-    test_transform: Optional[Transform] = None, drop_last: bool = False, train_sampler: Optional[Sampler] = None,
-    train_collate_fn: Optional[Callable] = None,
-) -> tuple[DataLoader, DataLoader, list[str]]:
+def create_dataloaders(train_dir: PathLike, test_dir: PathLike, transform: Transform, batch_size: int,
+                       num_workers: int = NUM_WORKERS, test_transform: Optional[Transform] = None,
+                       drop_last: bool = False, train_sampler: Optional[Sampler] = None,
+                       train_collate_fn: Optional[Callable] = None) -> tuple[DataLoader, DataLoader, list[str]]:
     """``(train_dataloader, test_dataloader, class_names)`` from folders laid out as ``<dir>/<class name>/<image>``;
     the test loader keeps its order and every image.
 
     Args:
         transform: for training images, and test images unless ``test_transform`` is given.
         drop_last: leave out the last, incomplete training batch of every epoch (225 images in batches of 32 end
-            with a batch of one image, whose optimisation step follows a single photo).
+            with one image, whose optimisation step follows a single photo).
         train_sampler: the training order (e.g. ``training.data.RepeatedAugmentationSampler``); None: a shuffle.
         train_collate_fn: how a training batch is made (e.g. ``training.data.MixUpCutMix``); None: stacking.
 
@@ -205,11 +197,8 @@ def create_dataloaders(
     if drop_last and len(train_data) < batch_size:
         raise DataError(f"drop_last with a batch size of {batch_size} leaves no training batch: {train_dir} has only "
                         f"{len(train_data)} images. Use a smaller batch size or drop_last=False.")
-    pin_memory = torch.cuda.is_available()  # pinned memory only speeds up copies to a GPU
-    train_dataloader = DataLoader(
-        train_data, batch_size=batch_size, shuffle=train_sampler is None, sampler=train_sampler,
-        num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last, collate_fn=train_collate_fn,
-    )
-    test_dataloader = DataLoader(test_data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                 pin_memory=pin_memory)
-    return train_dataloader, test_dataloader, train_data.classes
+    # Pinned memory only speeds up copies to a GPU.
+    options = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    train_dataloader = DataLoader(train_data, shuffle=train_sampler is None, sampler=train_sampler, drop_last=drop_last,
+                                  collate_fn=train_collate_fn, **options)
+    return train_dataloader, DataLoader(test_data, shuffle=False, **options), train_data.classes

@@ -1,9 +1,7 @@
-"""Training and testing loops: one epoch (``train_step``, ``test_step``) and many (``train``).
-
-Each training batch takes the course's five steps: 1. forward pass, 2. loss, 3. optimizer zero grad, 4. loss
-backward, 5. optimizer step. Options, off by default: gradient accumulation, a per-step scheduler and gradient
-clipping (section 4.1, appendix B.1), mixed precision, and DDP under ``torchrun`` (only rank 0 prints).
-"""
+"""Training and testing loops, one epoch (``train_step``, ``test_step``) or many (``train``). Each training batch takes
+the course's five steps: 1. forward pass, 2. loss, 3. optimizer zero grad, 4. loss backward, 5. optimizer step.
+Options, off by default: gradient accumulation, a per-step scheduler and gradient clipping (section 4.1, appendix
+B.1), mixed precision, and DDP under ``torchrun`` (only rank 0 prints)."""
 import contextlib
 import itertools
 import math
@@ -39,11 +37,9 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
                grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, epoch: int = 1,
                progress: Union[bool, tqdm] = False, on_step_end: Optional[Callable[[StepRecord], None]] = None,
                ) -> tuple[float, float]:
-    """Train ``model`` for one epoch; return (mean loss per sample, accuracy as a fraction).
-
-    Raises FloatingPointError when the loss becomes NaN or infinite; ValueError for accumulation_steps or
-    max_batches below 1, or float16 ``amp`` without a ``grad_scaler``.
-    """
+    """Train ``model`` for one epoch; return (mean loss per sample, accuracy as a fraction). Raises FloatingPointError
+    when the loss becomes NaN or infinite; ValueError for accumulation_steps or max_batches below 1, or float16
+    ``amp`` without a ``grad_scaler``."""
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}.")
     device = torch.device(device)
@@ -115,13 +111,11 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
           val_dataloader: Optional[DataLoader] = None, eval_model: Optional[nn.Module] = None, start_epoch: int = 1,
           results: Optional[Results] = None, on_epoch_end: Optional[Callable[[int, Results], None]] = None,
           print_every: int = 1, **step_options: Any) -> Results:
-    """Train and test ``model`` for ``epochs`` epochs; return the course's results dict (one entry per epoch).
-
-    Prints the metrics of the first, last and every ``print_every``-th epoch, and the projected time after the
-    first. ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``;
-    ``eval_model`` (e.g. an EMA of the weights) is tested instead of ``model``; ``start_epoch`` and ``results``
-    (the earlier epochs' lists; ValueError if they do not match) continue a run.
-    """
+    """Train and test ``model`` for ``epochs`` epochs; return the course's results dict (one entry per epoch). Prints
+    the metrics of the first, last and every ``print_every``-th epoch, and the projected time after the first.
+    ``step_options`` (scheduler, max_grad_norm, accumulation_steps, on_step_end) go to ``train_step``; ``eval_model``
+    (e.g. an EMA of the weights) is tested instead of ``model``; ``start_epoch`` and ``results`` (the earlier epochs'
+    lists; ValueError if they do not match) continue a run."""
     splits = ["train", "test"] + (["val"] if val_dataloader is not None else [])
     keys = [f"{split}_{metric}" for split in splits for metric in ("loss", "acc")]
     results = {key: [] for key in keys} if results is None else results
@@ -148,21 +142,15 @@ def train(model: nn.Module, train_dataloader: DataLoader, test_dataloader: DataL
                     max_batches=max_batches, progress=progress)
         if main_process and (epoch in (start_epoch, epochs) or epoch % print_every == 0):
             print(f"Epoch: {epoch} | " + " | ".join(f"{key}: {value:.4f}" for key, value in metrics.items()))
-        if main_process and epoch == start_epoch < epochs:
-            print(_projection(time.perf_counter() - start, epochs - start_epoch + 1))
+        if main_process and epoch == start_epoch < epochs:  # the first epoch's time, and the run's at that pace
+            seconds, run_epochs = time.perf_counter() - start, epochs - start_epoch + 1
+            first, run = (f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" for s in (seconds, seconds * run_epochs))
+            print(f"(the first epoch took {first}; {run_epochs} epochs at this pace: about {run})")
         for key, value in metrics.items():
             results[key].append(value)
         if on_epoch_end is not None:
             on_epoch_end(epoch, results)
     return results
-
-
-def _projection(seconds: float, epochs: int) -> str:
-    """The line printed after the first epoch: its time, and the whole run's at that pace."""
-    def duration(value: float) -> str:
-        return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
-    return (f"(the first epoch took {duration(seconds)}; {epochs} epochs at this pace: "
-            f"about {duration(seconds * epochs)})")
 
 
 def autocast_dtype(device: Device) -> Optional[torch.dtype]:
@@ -191,8 +179,7 @@ def autocast(device: Device, amp: Amp) -> contextlib.AbstractContextManager:
 
 def make_grad_scaler(device: Device, amp: Amp) -> Optional[torch.amp.GradScaler]:
     """The loss scaler float16 ``amp`` needs (its gradients underflow without one), else None. One per run."""
-    float16 = amp_dtype(device, amp) == torch.float16
-    return torch.amp.GradScaler(torch.device(device).type) if float16 else None
+    return torch.amp.GradScaler(torch.device(device).type) if amp_dtype(device, amp) == torch.float16 else None
 
 
 def num_batches(dataloader: DataLoader, max_batches: Optional[int]) -> int:

@@ -1,17 +1,12 @@
-"""Check cells for the exercise notebooks (``notebooks/exercises``) and their solutions.
-
-An exercise leaves a placeholder (``raise NotImplementedError``, or a value left as None or ``...``); the
-check cell after it runs inside ``check``::
+"""Check cells for the exercise notebooks (``notebooks/exercises``) and their solutions::
 
     with exercises.check("01.1b: unpatchify", requires="01.1a"):
         patches = exercises.answer(patchify(images, patch_size=16), "patchify's output")
         exercises.check_shape(patches, (2, 196, 768), "patchify's output")
 
-and prints "not done yet" for a placeholder (so an unfilled notebook still runs top to bottom), "correct",
-or raises an ``ExerciseCheckError`` saying what was wrong. While a required earlier exercise has not passed,
-the message is "needs exercise 01.1a first" instead. Solution notebooks call ``expect_answers()`` first, so a
-placeholder is an error there and a solution never passes by being empty.
-"""
+prints "not done yet" for a placeholder (``raise NotImplementedError``, None or ``...``), so an unfilled notebook
+still runs, or "correct", or raises an ``ExerciseCheckError`` saying what was wrong ("needs exercise 01.1a first"
+while a required exercise has not passed). Solution notebooks call ``expect_answers()``: a placeholder is an error."""
 from __future__ import annotations
 
 import ast
@@ -22,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional, Union
 
 import torch
-
 
 _CLOSE_HINT = ("Print a few values of both to see where they part: the same numbers in another order point to a "
                "reshape or permute, numbers off by a constant factor to a scale.")
@@ -58,13 +52,9 @@ def passed(name: str) -> bool:
 
 @contextlib.contextmanager
 def check(name: str, requires: Union[str, Sequence[str], None] = None) -> Iterator[None]:
-    """Run the checks of exercise ``name`` ("label: description") and print whether it is correct or not done yet.
-
-    ``requires``: the label(s) of earlier exercises this one builds on; a correct answer passes regardless.
-
-    Raises:
-        ExerciseCheckError: a check inside failed, or a placeholder was met after ``expect_answers()``.
-    """
+    """Run the checks of exercise ``name`` ("label: description") and print whether it is correct or not done yet;
+    ``requires``: the label(s) of earlier exercises this one builds on (a correct answer passes regardless).
+    ExerciseCheckError when a check inside failed, or a placeholder was met after ``expect_answers()``."""
     required = [requires] if isinstance(requires, str) else list(requires or [])
     missing = [label(earlier) for earlier in required if not passed(earlier)]
     first = (f"needs exercise {' and '.join(missing)} first: run its check cell until it says correct, "
@@ -74,42 +64,30 @@ def check(name: str, requires: Union[str, Sequence[str], None] = None) -> Iterat
         yield
     except NotImplementedError as error:
         if _answers_expected:
-            detail = f"{first} ({error})" if missing else f"the answer is still a placeholder ({error})"
-            raise ExerciseCheckError(f"Exercise {name}: {detail}.") from error
-        if missing:
-            print(f"[ ] Exercise {name}: {first}.")
-        else:
-            print(f"[ ] Exercise {name}: not done yet. Fill in the cell above, run it, then run this cell again.")
+            detail = first or "the answer is still a placeholder"
+            raise ExerciseCheckError(f"Exercise {name}: {detail} ({error}).") from error
+        todo = first or "not done yet. Fill in the cell above, run it, then run this cell again"
+        print(f"[ ] Exercise {name}: {todo}.")
         return
     except ExerciseCheckError as error:
-        if missing:
-            raise ExerciseCheckError(f"Exercise {name}: {first}. (What this check found: {error})") from None
-        raise ExerciseCheckError(f"Exercise {name}: {error}") from None
+        found = f"{first}. (What this check found: {error})" if missing else error
+        raise ExerciseCheckError(f"Exercise {name}: {found}") from None
     _passed.add(label(name))
     print(f"[x] Exercise {name}: correct!")
 
 
 def names_used(function: Callable[..., Any]) -> set[str]:
     """The names the code of ``function`` uses (``x.unfold`` gives "unfold"); comments and strings do not count.
-
-    Raises:
-        TypeError: the source of ``function`` cannot be read (a built-in, say).
-    """
+    TypeError when the source of ``function`` cannot be read (a built-in, say)."""
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError) as error:
         raise TypeError(f"Cannot read the source of {function!r} ({error}).") from error
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute):
-            names.add(node.attr)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
-    return names
+    nodes = list(ast.walk(ast.parse(source)))
+    return ({node.id for node in nodes if isinstance(node, ast.Name)}
+            | {node.attr for node in nodes if isinstance(node, ast.Attribute)}
+            | {node.arg for node in nodes if isinstance(node, ast.arg)}  # parameters
+            | {(node.asname or node.name).split(".")[0] for node in nodes if isinstance(node, ast.alias)})
 
 
 def answer(value: Any, what: str = "the answer") -> Any:
@@ -134,11 +112,9 @@ def check_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "the o
     replaces the general advice at the end of the message with one that fits the exercise."""
     check_shape(actual, expected.shape, what)
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
-        difference = (actual - expected).abs().max().item()
-        raise ExerciseCheckError(
-            f"{what} has the right shape but different values: the largest difference is {difference:.3g} "
-            f"(allowed: {atol:g} + {rtol:g} x |expected|). " + (hint or _CLOSE_HINT)
-        )
+        raise ExerciseCheckError(f"{what} has the right shape but different values: the largest difference is "
+                                 f"{(actual - expected).abs().max().item():.3g} (allowed: {atol:g} + {rtol:g} x "
+                                 f"|expected|). " + (hint or _CLOSE_HINT))
 
 
 def check_equal(actual: Any, expected: Any, what: str = "the answer", hint: Optional[str] = None) -> None:

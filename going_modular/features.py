@@ -1,13 +1,9 @@
-"""Train a head on a frozen backbone's features, computed once instead of once per epoch (notebook 06).
-
-A frozen backbone gives an unaugmented image the same features every time, so the head comes out the same.
+"""Train a head on a frozen backbone's features, computed once instead of once per epoch (notebook 06): a frozen
+backbone gives an unaugmented image the same features every time, so the head comes out the same.
 
     backbone = vit_backbone(model)                       # images -> what the head receives
     train_features = extract_features(backbone, train_dataloader, device)
-    loader = feature_dataloader(train_features, batch_size=32, shuffle=True)
-    engine.train(model.head, loader, ...)                # only the head trains (torchvision's: model.heads)
-
-``train_head`` does the last two steps the way notebook 06 does them.
+    train_head(model.head, train_features, test_features, device, seed=42)  # torchvision's: model.heads
 """
 from __future__ import annotations
 
@@ -19,12 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from going_modular import engine
-from going_modular.engine import batches
 from going_modular.model_builder import ViT
 
 
 class _ViTBackbone(nn.Module):
-    """A ViT up to its head: images -> what the head receives. It holds the model, so it moves and switches with it."""
+    """A ViT up to its head. It holds the model, so it moves and switches mode with it."""
 
     def __init__(self, model: Union[ViT, torchvision.models.VisionTransformer]) -> None:
         super().__init__()
@@ -48,17 +43,14 @@ def vit_backbone(model: Union[ViT, torchvision.models.VisionTransformer]) -> nn.
 
 def extract_features(backbone: nn.Module, dataloader: DataLoader, device: Union[str, torch.device],
                      progress: bool = True, max_batches: Optional[int] = None) -> TensorDataset:
-    """Run ``backbone`` once over ``dataloader`` in eval mode: a TensorDataset (features, labels) on the CPU.
-
-    Use a dataloader without random augmentation. ``max_batches`` stops early (a reduced run); every
-    module's train/eval mode is restored afterwards.
-    """
+    """Run ``backbone`` once over ``dataloader`` (without random augmentation) in eval mode, every module's mode
+    restored afterwards: a TensorDataset (features, labels) on the CPU. ``max_batches`` stops early."""
     modes = {module: module.training for module in backbone.modules()}
     backbone.eval()
     features, labels = [], []
     try:
         with torch.inference_mode():
-            for _, (images, targets) in batches(dataloader, max_batches, "features", progress):
+            for _, (images, targets) in engine.batches(dataloader, max_batches, "features", progress):
                 features.append(backbone(images.to(device)).float().cpu())
                 labels.append(targets)
     finally:
@@ -76,10 +68,8 @@ def feature_dataloader(features: TensorDataset, batch_size: int, shuffle: bool,
 def train_head(head: nn.Module, train_features: TensorDataset, test_features: TensorDataset,
                device: Union[str, torch.device], *, seed: int, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
                val_features: Optional[TensorDataset] = None) -> engine.Results:
-    """Train ``head`` from zero on cached features with Adam, as notebook 06 does; engine.train's results.
-
-    Every linear layer of the head starts at zero (section 3.2); ``seed`` fixes the order of the batches.
-    """
+    """Train ``head`` with Adam on cached features as notebook 06 does, every linear layer from zero (section 3.2)
+    and the batches' order fixed by ``seed``: engine.train's results."""
     torch.manual_seed(seed)
     for layer in head.modules():
         if isinstance(layer, nn.Linear):

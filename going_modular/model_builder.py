@@ -1,14 +1,6 @@
-"""The Vision Transformer of Dosovitskiy et al. (2020), "An Image is Worth 16x16 Words", as code.
-
-The module reads in the order of the paper's section 3.1:
-    equation 1  PatchEmbedding                (notebook 01)
-    hybrid      ConvStem                      (section 3.1's CNN feature map as input; notebook 05)
-    equation 2  MultiheadSelfAttentionBlock   (notebook 02)
-    equation 3  MLPBlock                      (notebook 03)
-    eq. 2 + 3   TransformerEncoderBlock       (notebook 04)
-    equation 4  ViT                           (notebook 04)
-then the Table 1 presets (``create_vit``). Other libraries' weights load through ``going_modular.pretrained``.
-"""
+"""The Vision Transformer of Dosovitskiy et al. (2020), "An Image is Worth 16x16 Words", as code, read top to bottom
+in the order of the paper's section 3.1: equations 1, 2 and 3 (notebooks 01-03; the hybrid input, notebook 05), the
+encoder and equation 4 (notebook 04), then Table 1's presets. Other libraries' weights load in ``pretrained``."""
 from __future__ import annotations
 
 import math
@@ -50,22 +42,20 @@ class PatchEmbedding(nn.Module):
 
 
 class ConvStem(nn.Module):
-    """The paper's hybrid input (section 3.1): "the patch embedding projection E (Eq. 1) is applied to patches
-    extracted from a CNN feature map. As a special case, the patches can have spatial size 1x1." Xiao et al.'s (2021)
-    stem: k stages of 3 x 3 stride-2 convolution, BatchNorm, ReLU: [B, C, H, W] -> [B, channels[-1], H / 2^k, W / 2^k].
-    """
+    """The paper's hybrid input (section 3.1): "the patch embedding projection E (Eq. 1) is applied to patches extracted
+    from a CNN feature map. As a special case, the patches can have spatial size 1x1." Xiao et al.'s (2021) stem: k
+    stages of 3 x 3 stride-2 convolution, BatchNorm, ReLU: [B, C, H, W] -> [B, channels[-1], H / 2^k, W / 2^k]."""
 
     def __init__(self, in_channels: int = 3, channels: Sequence[int] = (24, 48, 96, 192)) -> None:
         super().__init__()
         if not channels:
             raise ValueError("A convolutional stem needs at least one stage: give channels, e.g. (24, 48, 96, 192).")
-        stages, previous = [], in_channels
-        for width in channels:
+        stages = []
+        for previous, width in zip([in_channels, *channels], channels):
             stages += [nn.Conv2d(previous, width, kernel_size=3, stride=2, padding=1, bias=False),
                        nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            previous = width
         self.layers = nn.Sequential(*stages)
-        self.out_channels = previous
+        self.out_channels = channels[-1]
         self.stride = 2 ** len(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,12 +63,10 @@ class ConvStem(nn.Module):
 
 
 class MultiheadSelfAttentionBlock(nn.Module):
-    """Equation 2's MSA(LN(z)): LayerNorm, then multi-head self-attention (appendix A), D_h = D / heads.
-
-    Fused ``F.scaled_dot_product_attention``; ``return_attention=True`` (or ``fused_attention=False``) computes
+    """Equation 2's MSA(LN(z)): LayerNorm, then multi-head self-attention (appendix A), D_h = D / heads. Fused
+    ``F.scaled_dot_product_attention``; ``return_attention=True`` (or ``fused_attention=False``) computes
     softmax(q k^T / sqrt(D_h)) v step by step and also returns the weights [B, heads, N, N] (notebooks 02, 07).
-    ``proj_dropout`` follows the output projection (dropout after every dense layer but qkv, appendix B.1).
-    """
+    ``proj_dropout`` follows the output projection (dropout after every dense layer but qkv, appendix B.1)."""
 
     def __init__(self, embedding_dim: int = 768, num_heads: int = 12, attn_dropout: float = 0.0,
                  proj_dropout: float = 0.0, qkv_bias: bool = True, fused_attention: bool = True) -> None:
@@ -94,20 +82,18 @@ class MultiheadSelfAttentionBlock(nn.Module):
         self.proj = nn.Linear(embedding_dim, embedding_dim)
         self.proj_dropout = nn.Dropout(proj_dropout)
 
-    def forward(
-        self, x: torch.Tensor, return_attention: bool = False
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         batch, tokens, dim = x.shape
         # [B, N, 3D] -> [3, B, heads, N, D_h]: q, k and v for every head.
         qkv = self.qkv(self.layer_norm(x)).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         dropout_p = self.attn_dropout if self.training else 0.0
-        weights = None
         if return_attention or not self.fused_attention:
             weights = (q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)).softmax(dim=-1)
             out = F.dropout(weights, p=dropout_p) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            weights, out = None, F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         # [B, heads, N, D_h] -> [B, N, D]: concatenate the heads, then project.
         out = self.proj_dropout(self.proj(out.transpose(1, 2).reshape(batch, tokens, dim)))
         return (out, weights) if return_attention else out
@@ -146,9 +132,8 @@ class TransformerEncoderBlock(nn.Module):
         self.mlp_block = MLPBlock(embedding_dim, mlp_size, dropout=mlp_dropout)
         self.drop_path = StochasticDepth(drop_path, mode="row") if drop_path > 0 else nn.Identity()
 
-    def forward(
-        self, x: torch.Tensor, return_attention: bool = False
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attended = self.msa_block(x, return_attention=return_attention)
         if return_attention:
             attended, weights = attended
@@ -165,7 +150,8 @@ class ViT(nn.Module):
         y   = LN(z_L^0)                                     (4)
 
     P = patch_size, L = num_transformer_layers, D = embedding_dim; the N patches lie row by row on
-    ``grid_size`` = (rows, columns). ``img_size``: (height, width), or one int for a square.
+    ``grid_size`` = (rows, columns). ``img_size``: (height, width), or one int for a square. ValueError for sizes
+    that do not fit together or an unknown pool.
 
     Args:
         drop_path_rate: stochastic depth of the last block, rising linearly from 0 in the first.
@@ -174,12 +160,7 @@ class ViT(nn.Module):
         stem_channels: the stages of a ``ConvStem`` (the hybrid); P then counts positions of its feature map, so
             the image must be divisible by 2^(stages) x P.
         distillation_token: DeiT's (Touvron et al., 2021): a second learned token after the class token, with its own
-            position and head (``head_dist``). Training returns both heads' logits, (class, distillation), for
-            ``training.distillation``; evaluation returns log((softmax(class) + softmax(distillation)) / 2), whose
-            softmax is the two heads' average, DeiT's prediction.
-
-    Raises:
-        ValueError: for sizes that do not fit together or an unknown pool.
+            position and head (``head_dist``), for ``training.distillation``; ``forward_head`` says what it returns.
     """
 
     def __init__(self, img_size: ImageSize = 224, in_channels: int = 3, patch_size: int = 16,
@@ -211,8 +192,7 @@ class ViT(nn.Module):
         # Off, the model and its state dict are the paper's exactly (no parameter of that name).
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, embedding_dim)) if distillation_token else None
         self.num_prefix_tokens = 2 if distillation_token else 1
-        self.position_embedding = nn.Parameter(
-            torch.zeros(1, self.num_patches + self.num_prefix_tokens, embedding_dim))
+        self.position_embedding = nn.Parameter(torch.zeros(1, self.num_patches + self.num_prefix_tokens, embedding_dim))
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         drop_paths = [drop_path_rate * i / max(num_transformer_layers - 1, 1) for i in range(num_transformer_layers)]
         self.transformer_encoder = nn.Sequential(*[
@@ -255,9 +235,8 @@ class ViT(nn.Module):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
 
-    def forward_features(
-        self, x: torch.Tensor, return_attention: bool = False
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]:
+    def forward_features(self, x: torch.Tensor, return_attention: bool = False
+                         ) -> Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]:
         """Equations 1-4 up to LN: images [B, C, H, W] -> tokens [B, N + 1, D] (and each layer's attention);
         [B, N + 2, D] with a distillation token, which follows the class token."""
         if x.ndim == 4 and tuple(x.shape[-2:]) != self.img_size:
@@ -279,9 +258,8 @@ class ViT(nn.Module):
         x = self.norm(x)
         return (x, attention) if return_attention else x
 
-    def forward_head(
-        self, features: torch.Tensor, pre_logits: bool = False
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False
+                     ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Pool the tokens [B, N + 1, D] and classify; ``pre_logits=True`` returns what the head would see. With a
         distillation token: (class, distillation) logits in training, their averaged prediction in evaluation."""
         pooled = self.pre_logits(features[:, 0] if self.pool == "cls" else features[:, 1:].mean(dim=1))
@@ -292,9 +270,8 @@ class ViT(nn.Module):
         logits = (self.head(pooled), self.head_dist(self.pre_logits(features[:, 1])))
         return logits if self.training else averaged_logits(logits)
 
-    def forward(
-        self, x: torch.Tensor, return_attention: bool = False
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]:
+    def forward(self, x: torch.Tensor, return_attention: bool = False
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]:
         if return_attention:
             features, attention = self.forward_features(x, return_attention=True)
             return self.forward_head(features), attention

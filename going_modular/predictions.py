@@ -1,5 +1,4 @@
-"""Predict on image files with a trained classifier and plot the results (notebooks 06 and 07): the ZTM course's
-``pred_and_plot_image``, ``predict`` in batches, ``plot_predictions`` as a grid, and a confusion matrix."""
+"""Predict on image files with a trained classifier and plot the results (notebooks 06 and 07), as ZTM's course does."""
 from __future__ import annotations
 
 import itertools
@@ -21,7 +20,6 @@ Device = Optional[Union[torch.device, str]]
 
 class Prediction(NamedTuple):
     """One image's prediction: the file, the most likely class and its probability."""
-
     image_path: Path
     pred_class: str
     pred_prob: float
@@ -65,8 +63,12 @@ def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names
         raise ValueError(f"batch_size should be at least 1, got {batch_size}.")
     if transform is None:
         transform = getattr(model, "preprocessing", None) or manual_transforms(image_size)
+    if device is None:
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        device = first.device if first is not None else "cpu"
     paths = [Path(image_path) for image_path in image_paths]
     predictions: list[Prediction] = []
+    was_training = model.training
     for start in range(0, len(paths), batch_size):
         batch_paths = paths[start : start + batch_size]
         try:
@@ -74,40 +76,26 @@ def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names
         except RuntimeError as error:
             raise ValueError(f"The transform gave images of different shapes ({error}); use one that resizes "
                              "every image to the size the model was trained with.") from None
-        pred_probs, pred_labels = _probabilities(model, images, class_names, device).max(dim=1)
+        try:
+            with torch.inference_mode():
+                logits = model.to(device).eval()(images.to(device))
+        finally:
+            model.train(was_training)  # so predicting mid-training is harmless
+        if logits.ndim != 2 or logits.shape[1] != len(class_names):
+            raise ValueError(f"The model gives {logits.shape[-1]} output logits per image (output shape "
+                             f"{tuple(logits.shape)}), but {len(class_names)} class_names were given: "
+                             f"{list(class_names)}. Pass those the model was trained with.")
+        pred_probs, pred_labels = torch.softmax(logits, dim=1).cpu().max(dim=1)
         predictions += [Prediction(path, class_names[int(label)], float(prob))
                         for path, label, prob in zip(batch_paths, pred_labels, pred_probs)]
     return predictions
 
 
-def _probabilities(model: torch.nn.Module, images: torch.Tensor, class_names: Sequence[str],
-                   device: Device) -> torch.Tensor:
-    """Softmax probabilities [batch, classes] of ``model`` in eval mode, on the CPU."""
-    if device is None:
-        first = next(itertools.chain(model.parameters(), model.buffers()), None)
-        device = first.device if first is not None else "cpu"
-    model.to(device)
-    was_training = model.training
-    try:
-        with torch.inference_mode():
-            logits = model.eval()(images.to(device))
-    finally:
-        model.train(was_training)  # so predicting mid-training is harmless
-    if logits.ndim != 2 or logits.shape[1] != len(class_names):
-        raise ValueError(
-            f"The model gives {logits.shape[-1]} output logits per image (output shape {tuple(logits.shape)}), but "
-            f"{len(class_names)} class_names were given: {list(class_names)}. Pass those the model was trained with.")
-    return torch.softmax(logits, dim=1).cpu()
-
-
 def plot_predictions(predictions: Sequence[Prediction], true_classes: Optional[Sequence[str]] = None, ncols: int = 4,
                      title: Optional[str] = None, panel_size: float = 2.2, max_pixels: int = 224) -> Figure:
-    """Show predictions as a grid of photos titled "true: X" over "pred: Y (p)", green if right, red if wrong.
-
-    Args:
-        true_classes: None: the folder holding each photo (the course's ``train/pizza/x.jpg`` layout).
-        panel_size: width of each photo's panel in inches.
-        max_pixels: photos are shrunk to at most this many pixels a side, to keep notebooks light.
+    """Show predictions as a grid of photos titled "true: X" over "pred: Y (p)", green if right, red if wrong, in
+    panels ``panel_size`` inches wide, each photo shrunk to ``max_pixels`` a side at most (to keep notebooks light).
+    ``true_classes`` None: the folder holding each photo (the course's ``train/pizza/x.jpg`` layout).
 
     Raises:
         ValueError: no predictions, ``ncols`` < 1, or ``true_classes`` of another length.
@@ -142,8 +130,7 @@ def confusion_matrix(true_labels: Union[torch.Tensor, Sequence[int]], pred_label
                      num_classes: int) -> torch.Tensor:
     """An int64 [K, K] count of each true class (row) predicted as each class (column); ValueError when the two
     differ in length or a label is outside 0 .. K - 1."""
-    true_labels = torch.as_tensor(true_labels).long().flatten()
-    pred_labels = torch.as_tensor(pred_labels).long().flatten()
+    true_labels, pred_labels = (torch.as_tensor(labels).long().flatten() for labels in (true_labels, pred_labels))
     if len(true_labels) != len(pred_labels):
         raise ValueError(f"Got {len(true_labels)} true labels but {len(pred_labels)} predicted labels.")
     for name, labels in (("true", true_labels), ("predicted", pred_labels)):

@@ -1,6 +1,5 @@
 """Pretrained weights in the course's own ViT (section 3.2): torchvision's converted both ways, timm-layout files
-loaded by name (``PRETRAINED_WEIGHTS``) at any resolution, position embeddings interpolated to a new patch grid.
-"""
+loaded by name (``PRETRAINED_WEIGHTS``) at any resolution, position embeddings interpolated to a new patch grid."""
 from __future__ import annotations
 
 import math
@@ -38,8 +37,8 @@ class RandomWeightsWarning(UserWarning):
 
 def _rename(state_dict: Mapping[str, torch.Tensor], names: Sequence[tuple[str, str]],
             reverse: bool = False) -> dict[str, torch.Tensor]:
-    """Rename each key that starts with a pair's first prefix (second if ``reverse``) to the other; "{}" stands for
-    a block number. Other keys stay, for ``load_state_dict(strict=True)`` to report."""
+    """Rename each key from a pair's first prefix to its second (second to first if ``reverse``); "{}" is a block
+    number. Other keys stay, for ``load_state_dict(strict=True)`` to report."""
     rules = [(re.compile(re.escape(old).replace(r"\{\}", r"(\d+)")), new)
              for old, new in (((b, a) for a, b in names) if reverse else names)]
     renamed = {}
@@ -70,8 +69,8 @@ _TORCHVISION_NAMES = [
 
 
 def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
-    """The course's ViT holding the weights of a torchvision VisionTransformer (any size, e.g.
-    ``vit_b_16(weights="DEFAULT")``), in its training/eval mode, on its device and dtype; the same logits in eval mode.
+    """The course's ViT with a torchvision VisionTransformer's weights (any size, e.g. ``vit_b_16(weights="DEFAULT")``),
+    mode, device and dtype: the same logits in eval mode.
 
     Raises:
         TypeError: ``tv_model`` is not a torchvision VisionTransformer.
@@ -82,14 +81,13 @@ def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
     if not isinstance(tv_model.conv_proj, nn.Conv2d):
         raise ValueError("This torchvision ViT has a convolutional stem (conv_stem_configs), unlike equation 1.")
     first_block = tv_model.encoder.layers[0]
-    has_pre_logits = hasattr(tv_model.heads, "pre_logits")
     model = ViT(
         img_size=tv_model.image_size, in_channels=tv_model.conv_proj.in_channels, patch_size=tv_model.patch_size,
         num_transformer_layers=len(tv_model.encoder.layers), embedding_dim=tv_model.hidden_dim,
         mlp_size=tv_model.mlp_dim, num_heads=first_block.num_heads, num_classes=tv_model.heads.head.out_features,
         attn_dropout=tv_model.attention_dropout, proj_dropout=tv_model.dropout, mlp_dropout=tv_model.dropout,
         embedding_dropout=tv_model.dropout, qkv_bias=first_block.self_attention.in_proj_bias is not None,
-        representation_size=tv_model.heads.pre_logits.out_features if has_pre_logits else None,
+        representation_size=tv_model.heads.pre_logits.out_features if hasattr(tv_model.heads, "pre_logits") else None,
     )
     try:
         model.load_state_dict(_rename(tv_model.state_dict(), _TORCHVISION_NAMES, reverse=True), strict=True)
@@ -100,8 +98,8 @@ def vit_from_torchvision(tv_model: torchvision.models.VisionTransformer) -> ViT:
 
 
 def vit_to_torchvision(model: ViT) -> torchvision.models.VisionTransformer:
-    """A torchvision VisionTransformer (dropout 0) holding the course's ViT's weights, in its training/eval mode, on
-    its device and dtype: the inverse of ``vit_from_torchvision`` (notebook 06 checks ViT-Ti/16 against it).
+    """The inverse of ``vit_from_torchvision``: a torchvision VisionTransformer (dropout 0) with the course's ViT's
+    weights, mode, device and dtype (notebook 06 checks ViT-Ti/16 against it).
 
     Raises:
         TypeError: ``model`` is not the course's ViT.
@@ -111,21 +109,19 @@ def vit_to_torchvision(model: ViT) -> torchvision.models.VisionTransformer:
         raise TypeError(f"Expected the course's ViT, got {type(model).__name__}.")
     height, width = model.img_size
     first_block = model.transformer_encoder[0]
-    unsupported = {
+    problems = [name for name, present in {
         f"non-square images ({height} x {width})": height != width,
         "a convolutional stem": not isinstance(model.stem, nn.Identity),
         f'pool="{model.pool}"': model.pool != "cls",
         "qkv_bias=False": first_block.msa_block.qkv.bias is None,
-    }
-    problems = [name for name, present in unsupported.items() if present]
+    }.items() if present]
     if problems:
         raise ValueError(f"torchvision's VisionTransformer has no equivalent of: {', '.join(problems)}.")
-    has_pre_logits = isinstance(model.pre_logits, nn.Sequential)
     tv_model = torchvision.models.VisionTransformer(
         image_size=height, patch_size=model.patch_size, num_layers=len(model.transformer_encoder),
         num_heads=first_block.msa_block.num_heads, hidden_dim=model.class_token.shape[-1],
         mlp_dim=first_block.mlp_block.mlp[0].out_features, num_classes=model.head.out_features,
-        representation_size=model.pre_logits[0].out_features if has_pre_logits else None,
+        representation_size=model.pre_logits[0].out_features if isinstance(model.pre_logits, nn.Sequential) else None,
     )
     tv_model.load_state_dict(_rename(model.state_dict(), _TORCHVISION_NAMES), strict=True)
     reference = next(model.parameters())
@@ -137,15 +133,10 @@ def torchvision_vit_b_16_feature_extractor(
     device: Union[str, torch.device, None] = None, allow_random_weights: bool = False,
 ) -> tuple[torchvision.models.VisionTransformer, nn.Module]:
     """``(model, transforms)``: **torchvision's** ViT-B/16 (86 M parameters, the ZTM chapter's feature extractor) with
-    ``weights`` (a ``ViT_B_16_Weights`` or its name; None: random), backbone frozen, a new zero-initialised trainable
-    head (3 classes: 768 * 3 + 3 = 2,307 parameters), and the preprocessing the weights were trained with, also kept
-    as ``model.preprocessing``. ``model.pretrained`` says whether the weights loaded. The course's own ViT-Ti/16
-    feature extractor is ``vit_ti_16_feature_extractor``.
-    ``allow_random_weights``: when the download fails, continue with random weights and a ``RandomWeightsWarning``.
-
-    Raises:
-        PretrainedWeightsUnavailableError: the download failed and ``allow_random_weights`` is False.
-    """
+    ``weights`` (a ``ViT_B_16_Weights`` or its name; None: random), backbone frozen, a new zero-initialised head (3
+    classes: 2,307 parameters), and the weights' preprocessing, also ``model.preprocessing``. ``model.pretrained``
+    says whether the weights loaded; ``allow_random_weights`` carries on without them, with a ``RandomWeightsWarning``.
+    PretrainedWeightsUnavailableError when the download failed and ``allow_random_weights`` is False."""
     weights = torchvision.models.ViT_B_16_Weights.verify(weights)
     pretrained = weights is not None
     try:
@@ -170,7 +161,7 @@ def torchvision_vit_b_16_feature_extractor(
     nn.init.zeros_(model.heads.head.bias)
     model.num_classes, model.pretrained = num_classes, pretrained
     model.preprocessing = transforms = (weights or torchvision.models.ViT_B_16_Weights.DEFAULT).transforms()
-    return (model.to(device) if device is not None else model), transforms
+    return model.to(device), transforms
 
 
 create_vit_feature_extractor = torchvision_vit_b_16_feature_extractor  # its first name, kept for code that uses it
@@ -184,16 +175,15 @@ def resize_position_embedding(position_embedding: torch.Tensor, grid_size: Image
     rows, columns = to_pair(grid_size, name="grid_size")
     if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
         raise ValueError(f"Expected a position embedding shaped [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
-    class_position, patch_positions = position_embedding[:, :1], position_embedding[:, 1:]
-    old_side = math.isqrt(patch_positions.shape[1])
-    if old_side * old_side != patch_positions.shape[1]:
-        raise ValueError(f"The {patch_positions.shape[1]} patch positions do not form a square grid.")
-    if (old_side, old_side) == (rows, columns):
+    num_patches = position_embedding[:, 1:].shape[1]
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"The {num_patches} patch positions do not form a square grid.")
+    if (side, side) == (rows, columns):
         return position_embedding
-    grid = patch_positions.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
+    grid = position_embedding[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
     grid = F.interpolate(grid, size=(rows, columns), mode="bicubic", align_corners=False)
-    patch_positions = grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)
-    return torch.cat((class_position, patch_positions), dim=1)
+    return torch.cat((position_embedding[:, :1], grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)), dim=1)
 
 
 # (ours, timm's) name prefixes (timm's vision_transformer.py); norm.* and head.* are named alike.
@@ -223,8 +213,27 @@ def _timm_tensor(state_dict: Mapping[str, torch.Tensor], name: str, ndim: int) -
     return tensor
 
 
-def _timm_architecture(state_dict: Mapping[str, torch.Tensor], num_heads: Optional[int]) -> dict[str, int]:
-    """The ``ViT`` keyword arguments (all but the head) that fit the tensors of a timm-layout state dict."""
+def _load_timm(model: ViT, state_dict: Mapping[str, torch.Tensor], keep_head: bool) -> None:
+    """Load timm-layout tensors strictly (RuntimeError naming every misfit); without ``keep_head``, keep the model's
+    own (zero) head."""
+    renamed = _rename(state_dict, _TIMM_NAMES, reverse=True)
+    if not keep_head:
+        renamed = {name: tensor for name, tensor in renamed.items() if not name.startswith("head.")}
+        renamed.update({name: tensor for name, tensor in model.state_dict().items() if name.startswith("head.")})
+    model.load_state_dict(renamed, strict=True)
+
+
+def vit_from_timm_state_dict(state_dict: Mapping[str, torch.Tensor], num_classes: Optional[int] = None,
+                             num_heads: Optional[int] = None) -> ViT:
+    """The course's ViT (eval mode, dropout 0, on the CPU) from tensors in timm's layout (``_TIMM_NAMES``), every
+    size read off them. ValueError when a tensor is missing, left over (e.g. timm's ``fc_norm``) or mis-shaped, the
+    message naming it; when D is not a preset's width and ``num_heads`` is None; when there is no head and
+    ``num_classes`` is None.
+
+    Args:
+        num_classes: None keeps the checkpoint's head; a number attaches a new zero-initialised head (section 3.2).
+        num_heads: which the tensors do not determine; None: those of the ``VIT_PRESETS`` preset of the same width D.
+    """
     embedding_dim = _timm_tensor(state_dict, "cls_token", ndim=3).shape[-1]
     _, in_channels, patch_size, _ = _timm_tensor(state_dict, "patch_embed.proj.weight", ndim=4).shape
     num_positions = _timm_tensor(state_dict, "pos_embed", ndim=3).shape[1] - 1  # the class token's comes first
@@ -238,53 +247,21 @@ def _timm_architecture(state_dict: Mapping[str, torch.Tensor], num_heads: Option
     if num_heads is None and embedding_dim not in _NUM_HEADS_BY_WIDTH:
         raise ValueError(f"timm's state dicts do not store the number of heads, and D = {embedding_dim} is none of "
                          f"the presets' ({sorted(_NUM_HEADS_BY_WIDTH)}): pass num_heads (a divisor of D).")
-    return dict(img_size=side * patch_size, in_channels=in_channels, patch_size=patch_size,
-                num_transformer_layers=len(layers), embedding_dim=embedding_dim,
-                mlp_size=_timm_tensor(state_dict, "blocks.0.mlp.fc1.weight", ndim=2).shape[0],
-                num_heads=num_heads or _NUM_HEADS_BY_WIDTH[embedding_dim],
-                qkv_bias="blocks.0.attn.qkv.bias" in state_dict)
-
-
-def _load_timm(model: ViT, state_dict: Mapping[str, torch.Tensor], keep_head: bool) -> None:
-    """Load timm-layout tensors strictly (RuntimeError naming every misfit); without ``keep_head`` the model's own
-    (zero) head stays."""
-    renamed = _rename(state_dict, _TIMM_NAMES, reverse=True)
-    if not keep_head:
-        renamed = {name: tensor for name, tensor in renamed.items() if not name.startswith("head.")}
-        renamed.update({name: tensor for name, tensor in model.state_dict().items() if name.startswith("head.")})
-    model.load_state_dict(renamed, strict=True)
-
-
-def vit_from_timm_state_dict(
-    state_dict: Mapping[str, torch.Tensor], num_classes: Optional[int] = None, num_heads: Optional[int] = None
-) -> ViT:
-    """The course's ViT (eval mode, dropout 0, on the CPU) from tensors in timm's layout, every size read off them.
-
-    timm names the parts of equations 1-4 ``patch_embed.proj`` (E), ``cls_token`` (x_class), ``pos_embed`` (E_pos),
-    ``blocks.{i}.norm1 / attn.qkv / attn.proj`` (2), ``blocks.{i}.norm2 / mlp.fc1 / mlp.fc2`` (3), ``norm`` (4's LN)
-    and ``head``.
-
-    Args:
-        num_classes: None keeps the checkpoint's head; a number attaches a new zero-initialised head: "we remove the
-            pre-trained prediction head and attach a zero-initialized D x K feedforward layer" (section 3.2).
-        num_heads: which the tensors do not determine; None: those of the ``VIT_PRESETS`` preset of the same width D.
-
-    Raises:
-        ValueError: a tensor is missing, left over (e.g. timm's ``fc_norm``) or mis-shaped, the message naming it;
-            D is not a preset's width and ``num_heads`` is None; there is no head and ``num_classes`` is None.
-    """
-    architecture = _timm_architecture(state_dict, num_heads)
+    mlp_size = _timm_tensor(state_dict, "blocks.0.mlp.fc1.weight", ndim=2).shape[0]
     keep_head = num_classes is None
     if keep_head:
         if "head.weight" not in state_dict:
             raise ValueError("The state dict has no head (head.weight): pass num_classes to attach a new, zero one.")
         num_classes = _timm_tensor(state_dict, "head.weight", ndim=2).shape[0]
-    model = ViT(**architecture, num_classes=num_classes, **_NO_DROPOUT)
+    model = ViT(img_size=side * patch_size, in_channels=in_channels, patch_size=patch_size,
+                num_transformer_layers=len(layers), embedding_dim=embedding_dim, mlp_size=mlp_size,
+                num_heads=num_heads or _NUM_HEADS_BY_WIDTH[embedding_dim], num_classes=num_classes,
+                qkv_bias="blocks.0.attn.qkv.bias" in state_dict, **_NO_DROPOUT)
     try:
         _load_timm(model, state_dict, keep_head)
     except RuntimeError as error:
-        raise ValueError(f"The state dict does not fit the paper's ViT ({architecture['num_transformer_layers']} "
-                         f"blocks, D = {architecture['embedding_dim']}); in the course's names: {error}") from error
+        raise ValueError(f"The state dict does not fit the paper's ViT ({len(layers)} blocks, D = {embedding_dim}); "
+                         f"in the course's names: {error}") from error
     return model.eval()
 
 
@@ -302,15 +279,11 @@ class PretrainedWeights:
     std: tuple[float, float, float]
     source: str
 
-    @property
-    def image_size(self) -> int:
-        return self.architecture["img_size"]
-
     def transforms(self) -> torchvision.transforms.Compose:
         """The preprocessing the weights were trained with: a PIL image -> a normalised [3, size, size] tensor."""
         steps = torchvision.transforms
         return steps.Compose([steps.Resize(self.resize_size, interpolation=self.interpolation, antialias=True),
-                              steps.CenterCrop(self.image_size), steps.ToTensor(),
+                              steps.CenterCrop(self.architecture["img_size"]), steps.ToTensor(),
                               steps.Normalize(self.mean, self.std)])
 
 
@@ -336,11 +309,30 @@ def pretrained_weights_path(name: str = "vit_ti_16_augreg") -> Path:
     return settings.get_weights_dir() / PRETRAINED_WEIGHTS[name].file_name
 
 
-def _read_weights(name: str, entry: PretrainedWeights, path: Path) -> dict[str, torch.Tensor]:
-    """The named weights' tensors, read from ``path``, downloaded there first when missing."""
+def load_pretrained_vit(name: str = "vit_ti_16_augreg", num_classes: Optional[int] = None,
+                        device: Union[str, torch.device, None] = None, freeze_backbone: bool = True,
+                        img_size: Optional[ImageSize] = None) -> tuple[ViT, torchvision.transforms.Compose]:
+    """The course's ViT (eval mode) holding named pretrained weights, and the transform from a PIL image to its input.
+    The file at ``pretrained_weights_path(name)`` (downloaded when missing) must hold exactly the tensors of the
+    registry's architecture: never random weights. Dropout stays 0, as the weights were trained.
+
+    Args:
+        num_classes: None keeps the pretrained head (``imagenet_class_names()``); a number attaches a new
+            zero-initialised head (section 3.2).
+        freeze_backbone: train only the head, notebook 06's feature extractor; False fine-tunes every weight.
+        img_size: the resolution to fine-tune at (None: the weights' own, 224), the position embeddings
+            interpolated to its patch grid (``resize_position_embedding``); ``transforms`` stay the weights' own.
+
+    Raises:
+        ValueError: ``name`` is not a key of ``PRETRAINED_WEIGHTS``, or ``img_size`` does not cut into patches.
+        PretrainedWeightsUnavailableError: no local file and the download failed; the message says where to put it.
+        PretrainedWeightsFileError: the file is damaged, not safetensors, or holds other tensors.
+    """
+    path, entry = pretrained_weights_path(name), PRETRAINED_WEIGHTS[name]
+    architecture = {**entry.architecture, **({} if num_classes is None else {"num_classes": num_classes})}
+    model = ViT(**architecture, **_NO_DROPOUT)
     from safetensors import SafetensorError  # here, so the rest of the module works without safetensors
     from safetensors.torch import load_file
-
     new_folder = not path.parent.exists()
     try:
         if not path.is_file():
@@ -356,47 +348,18 @@ def _read_weights(name: str, entry: PretrainedWeights, path: Path) -> dict[str, 
             f"{path}, or set {settings.WEIGHTS_DIR_ENV} to a folder that holds {entry.file_name}. There is no "
             f"fallback to random weights.") from error
     try:
-        return load_file(path, device="cpu")
+        state_dict = load_file(path, device="cpu")
     except (SafetensorError, OSError) as error:
         raise PretrainedWeightsFileError(
             f"{path} is not a readable safetensors file ({error}); it is probably damaged or an incomplete download. "
             f"Delete it and load again to download a fresh copy.") from error
-
-
-def load_pretrained_vit(
-    name: str = "vit_ti_16_augreg", num_classes: Optional[int] = None, device: Union[str, torch.device, None] = None,
-    freeze_backbone: bool = True, img_size: Optional[ImageSize] = None,
-) -> tuple[ViT, torchvision.transforms.Compose]:
-    """The course's ViT (eval mode) holding named pretrained weights, and the transform from a PIL image to its input.
-    The file, at ``pretrained_weights_path(name)`` (downloaded there first when missing), must hold exactly the
-    tensors of the registry's architecture; never random weights. The model keeps the configuration the weights were
-    trained with, dropout 0 included (``create_vit`` would add 0.1 after the embeddings, projections and MLPs).
-
-    Args:
-        num_classes: None keeps the pretrained head (``imagenet_class_names()``); a number attaches a new
-            zero-initialised head (section 3.2).
-        freeze_backbone: train only the head, notebook 06's feature extractor; False fine-tunes every weight.
-        img_size: the resolution to fine-tune at; None: the weights' own (224). Another one gets the position
-            embeddings interpolated to its patch grid (``resize_position_embedding``, section 3.2); ``transforms``
-            stay the weights' own.
-
-    Raises:
-        ValueError: ``name`` is not a key of ``PRETRAINED_WEIGHTS``, or ``img_size`` does not cut into patches.
-        PretrainedWeightsUnavailableError: no local file and the download failed; the message says where to put it.
-        PretrainedWeightsFileError: the file is damaged, not safetensors, or holds other tensors.
-    """
-    path, entry = pretrained_weights_path(name), PRETRAINED_WEIGHTS[name]
-    architecture = {**entry.architecture, **({} if num_classes is None else {"num_classes": num_classes})}
-    model = ViT(**architecture, **_NO_DROPOUT)
-    state_dict = _read_weights(name, entry, path)  # before the try: its errors are clear already
     try:
         _load_timm(model, state_dict, keep_head=num_classes is None)
     except RuntimeError as error:
-        raise PretrainedWeightsFileError(
-            f"{path} does not hold the tensors of {dict(entry.architecture)} in timm's layout ({error}). It may be "
-            f"another model's file or a damaged download: delete it and load again to download a fresh copy."
-        ) from error
-    if img_size is not None and to_pair(img_size) != to_pair(entry.image_size):  # loaded as trained, then moved
+        raise PretrainedWeightsFileError(f"{path} does not hold the tensors of {dict(entry.architecture)} in timm's "
+                                         f"layout ({error}). It may be another model's file or a damaged download: "
+                                         f"delete it and load again to download a fresh copy.") from error
+    if img_size is not None and to_pair(img_size) != to_pair(architecture["img_size"]):  # loaded as trained, then moved
         state_dict = model.state_dict()
         model = ViT(**{**architecture, "img_size": img_size}, **_NO_DROPOUT)
         state_dict["position_embedding"] = resize_position_embedding(state_dict["position_embedding"], model.grid_size)
@@ -404,14 +367,13 @@ def load_pretrained_vit(
     model.eval().requires_grad_(not freeze_backbone)
     model.head.requires_grad_(True)
     model.preprocessing = entry.transforms()  # what predictions.predict uses when given no transform
-    return (model.to(device) if device is not None else model), model.preprocessing
+    return model.to(device), model.preprocessing
 
 
 def vit_ti_16_feature_extractor(num_classes: int, device: Union[str, torch.device, None] = None
                                 ) -> tuple[ViT, torchvision.transforms.Compose]:
-    """``(model, transforms)``: the **course's** ViT-Ti/16 (5.7 M parameters) with the ImageNet-trained AugReg
-    weights, backbone frozen, a new zero-initialised head of ``num_classes`` outputs (notebook 06): that is
-    ``load_pretrained_vit("vit_ti_16_augreg", num_classes)``, under a name that says which model it builds.
+    """``load_pretrained_vit("vit_ti_16_augreg", num_classes)``: the **course's** ViT-Ti/16 (5.7 M parameters) with
+    ImageNet-trained AugReg weights, backbone frozen, a new zero-initialised head (notebook 06), and its transforms.
 
     Raises:
         PretrainedWeightsUnavailableError, PretrainedWeightsFileError: as ``load_pretrained_vit``.
@@ -420,6 +382,5 @@ def vit_ti_16_feature_extractor(num_classes: int, device: Union[str, torch.devic
 
 
 def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet class names in a pretrained head's order ("pizza" is 963), from torchvision's weights
-    metadata: nothing is downloaded."""
+    """The 1000 ImageNet class names in a pretrained head's order ("pizza" is 963), from torchvision's metadata."""
     return list(torchvision.models.ViT_B_16_Weights.IMAGENET1K_V1.meta["categories"])

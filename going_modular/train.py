@@ -247,8 +247,10 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
     run_config = {**config, "world_size": world_size}  # what a checkpoint must match to be resumed
     default_checkpoint = checkpoint.checkpoint_path(args.output_dir, name)
     checkpoint_file = default_checkpoint if args.resume in (None, "auto") else Path(args.resume)
-    resumed = _checkpoint_to_resume(args, checkpoint_file, run_config)
-    data_dir, val_dir = _shared_data_dirs(args, context)
+    resumed = checkpoint.checkpoint_to_resume(checkpoint_file, args.resume is not None, run_config,
+                                              RESUMABLE_CHANGES, args.output_dir / f"{name}_results.json")
+    # Under torchrun only rank 0 looks for the data (and downloads it), then tells the others.
+    data_dir, val_dir = distributed.from_rank_zero(lambda: _resolve_data_dirs(args), context)
 
     utils.set_seeds(args.seed)  # the same initial weights in every process (DDP also copies rank 0's)
     try:  # a setting that torch, torchvision or the model refuses: their message, in one line
@@ -404,44 +406,6 @@ def _optimisation(args: argparse.Namespace, model: nn.Module, train_dataloader: 
 def _amp(args: argparse.Namespace) -> engine.Amp:
     """--amp as the engine takes it: False, True (the device's dtype) or the dtype named."""
     return getattr(torch, args.amp) if isinstance(args.amp, str) else args.amp
-
-
-def _checkpoint_to_resume(args: argparse.Namespace, path: Path, config: dict) -> Optional[dict]:
-    """The checkpoint at ``path`` that --resume asks for, checked against this run's settings; None without --resume."""
-    if args.resume is None:
-        if path.exists():  # a new run would overwrite it after its first epoch
-            raise checkpoint.ResumeError(f"{path} holds the checkpoint of an interrupted run. Add --resume to continue "
-                                         f"it, or delete it (or choose another --output-dir or --model-name) to start "
-                                         f"a new run.")
-        return None
-    finished = args.output_dir / f"{args.model_name or args.model}_results.json"
-    if not path.exists() and finished.exists():
-        raise checkpoint.ResumeError(f"There is no checkpoint at {path}: the run finished (a finished run removes its "
-                                     f"checkpoint), and its results are in {finished}. To train again, omit --resume.")
-    state = checkpoint.load_checkpoint(path)
-    differences = checkpoint.config_differences(state["config"], config, ignore=RESUMABLE_CHANGES)
-    if differences:
-        raise checkpoint.ResumeError(f"The checkpoint {path} was written with other settings, so resuming would not "
-                                     f"continue the same run: {'; '.join(differences)}. Give the flags of the "
-                                     f"interrupted run, or start a new run without --resume.")
-    return state
-
-
-def _shared_data_dirs(args: argparse.Namespace,
-                      context: Optional[distributed.DistributedContext]) -> tuple[Path, Optional[Path]]:
-    """The data folders; under torchrun only rank 0 looks for them (and downloads), then tells the others."""
-    if context is None:
-        return _resolve_data_dirs(args)
-    outcome = [None]
-    if context.rank == 0:
-        try:
-            outcome[0] = _resolve_data_dirs(args)
-        except Exception as error:  # every process must stop with rank 0's error, not wait for it forever
-            outcome[0] = error
-    torch.distributed.broadcast_object_list(outcome, src=0)
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    return outcome[0]
 
 
 if __name__ == "__main__":

@@ -68,7 +68,27 @@ def load_model(model: torch.nn.Module, model_path: PathLike,
             weights do not fit ``model`` (torch's message names the missing, unexpected and mis-shaped keys).
     """
     path = Path(model_path)
-    state_dict = _read_state_dict(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint file at {path} (relative paths start from {Path.cwd()}).")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive, and this file is not one (another "
+            "kind of file renamed, a failed download or a copy cut short). Save or download it again.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} contains pickled Python objects beyond tensors; loading it could run arbitrary code, so it was "
+            "not loaded. If you trust it, load it with torch.load(..., weights_only=False) and re-save the model "
+            "with going_modular.utils.save_model.") from error
+    except (RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is a damaged PyTorch checkpoint ({type(error).__name__}: {error}). "
+                              "Save or download it again.") from error
+    if isinstance(state_dict, dict) and {"model", "optimizer", "epoch"} <= state_dict.keys():  # a training checkpoint
+        state_dict = state_dict["model"]
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(state_dict).__name__}, not a state dict: save models with save_model.")
     for prefix in ("module.", "_orig_mod."):  # added by DDP/DataParallel and by torch.compile
         consume_prefix_in_state_dict_if_present(state_dict, prefix)
     # load_state_dict copies every tensor that fits before it reports those that do not: keep a copy to undo it.
@@ -86,31 +106,6 @@ def load_model(model: torch.nn.Module, model_path: PathLike,
     return model
 
 
-def _read_state_dict(path: Path) -> dict:
-    """The state dict in the file at ``path``, read without unpickling code."""
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint file at {path} (relative paths start from {Path.cwd()}).")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive, and this file is not one (another "
-            "kind of file renamed, a failed download or a copy cut short). Save or download it again.")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path} contains pickled Python objects beyond tensors; loading it could run arbitrary code, so it was "
-            "not loaded. If you trust it, load it with torch.load(..., weights_only=False) and re-save the model "
-            "with going_modular.utils.save_model.") from error
-    except (RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is a damaged PyTorch checkpoint ({type(error).__name__}: {error}). "
-                              "Save or download it again.") from error
-    if isinstance(loaded, dict) and {"model", "optimizer", "epoch"} <= loaded.keys():  # a training checkpoint
-        loaded = loaded["model"]
-    if not isinstance(loaded, dict):
-        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict: save models with save_model.")
-    return loaded
-
-
 def set_seeds(seed: int = 42) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and every CUDA device)."""
     random.seed(seed)
@@ -122,6 +117,4 @@ def get_device() -> torch.device:
     """The best available device: "cuda", then "mps" (Apple silicon), else "cpu"."""
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("mps" if torch.backends.mps.is_available() else "cpu")

@@ -283,3 +283,151 @@ def test_an_equations_number_stands_at_the_right_apart_from_the_formula(browser,
     assert not problems and boxes, f"no equation numbered {number}"
     assert boxes["formula"][1] <= boxes["number"][0], boxes  # the formula ends before its number begins
     assert abs(boxes["number"][1] - boxes["equation"][1]) < 2, boxes  # the number sits at the right margin
+
+
+# The Explore page (docs/explore.md, docs/assets/explore.js): notebook 08's model in the browser, checked against
+# the course's PyTorch model, offline (a request to any other host fails the test).
+EDITIONS = ["", f"{translate.EDITION}/"]
+
+
+@pytest.fixture(scope="module")
+def foodvision():
+    """Notebook 08's model, its transform and class names, rebuilt as tools/explore.py built the page's (seed 42)."""
+    from going_modular import data_setup
+    from going_modular.deploy import export
+
+    return export.foodvision_mini(data_setup.download_data(data_setup.PIZZA_STEAK_SUSHI_URL, "pizza_steak_sushi"))
+
+
+def _explorer(browser, url: str):
+    """The Explore page at ``url`` once its model has predicted its first photo, with the console errors and
+    script errors it produced and the requests it made to other hosts (refused)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    problems: list[str] = []
+    local = urllib.parse.urlsplit(url).netloc
+
+    def only_local(route) -> None:
+        if urllib.parse.urlsplit(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            problems.append(f"request to another host: {route.request.url}")
+            route.abort()
+    page.route("**/*", only_local)
+    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.goto(url)
+    page.wait_for_function("window.explorer.ready === true", timeout=120_000)
+    return page, problems
+
+
+def _pytorch_attention(model, images):
+    import torch
+
+    with torch.inference_mode():
+        logits, attention = model(images, return_attention=True)
+    return logits.softmax(dim=-1)[0], attention
+
+
+@pytest.mark.parametrize("edition", EDITIONS, ids=lambda edition: edition.strip("/") or "en")
+def test_the_explore_page_predicts_an_uploaded_photo_as_pytorch_does(browser, site_url, foodvision, edition, capsys):
+    import time
+
+    from going_modular import data_setup
+    from going_modular.common import settings
+
+    model, transform, class_names = foodvision
+    photo = settings.get_data_dir() / "04-pizza-dad.jpeg"
+    page, problems = _explorer(browser, f"{site_url}{edition}explore/")
+    start = time.perf_counter()
+    page.set_input_files("#upload", str(photo))
+    page.wait_for_function(f"window.explorer.photo === {json.dumps(photo.name)}", polling=10, timeout=30_000)
+    seconds = time.perf_counter() - start
+    shown, probabilities = page.inner_text("#prediction"), page.evaluate("window.explorer.probabilities")
+    page_input = page.evaluate("Array.from(window.explorer.input)")
+    in_page = page.evaluate("window.explorer.milliseconds")
+    page.close()
+    assert not problems
+    expected, _ = _pytorch_attention(model, transform(data_setup.load_image(photo)).unsqueeze(0))
+    assert shown.startswith("pizza"), shown
+    for name, probability in zip(class_names, expected.tolist()):
+        assert abs(probabilities[name] - probability) < 0.01, (name, probabilities[name], probability)
+    course_input = transform(data_setup.load_image(photo)).flatten().tolist()
+    assert max(abs(a - b) for a, b in zip(page_input, course_input)) < 1e-6  # the browser's decoding is Pillow's
+    with capsys.disabled():
+        print(f"\nExplore page ({edition or 'en'}): upload to prediction {seconds:.2f} s, of which the page's own "
+              f"work (decode, preprocess, model) {in_page:.0f} ms")
+
+
+def test_the_explore_page_preprocesses_as_the_course_does(browser, site_url, foodvision):
+    """Photos of odd sizes, both orientations: the page's Resize, CenterCrop and Normalize against torchvision's."""
+    import numpy as np
+    from PIL import Image
+
+    _, transform, _ = foodvision
+    page, problems = _explorer(browser, f"{site_url}explore/")
+    config = page.evaluate("fetch('foodvision.json').then(response => response.json())")
+    for height, width in ((301, 257), (250, 555), (1000, 999)):
+        pixels = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        rgba = np.concatenate([pixels, np.full((height, width, 1), 255, np.uint8)], axis=2)
+        in_page = page.evaluate("([rgba, width, height, config]) => Array.from(window.explorer.preprocess("
+                                "Uint8ClampedArray.from(rgba), width, height, config).input)",
+                                [rgba.flatten().tolist(), width, height, config])
+        expected = transform(Image.fromarray(pixels)).flatten().numpy()
+        assert np.abs(np.asarray(in_page) - expected).max() < 1e-6, (height, width)
+    page.close()
+    assert not problems
+
+
+def test_the_explore_page_draws_what_the_course_computes(browser, site_url, foodvision):
+    """Clicks and controls change the picture; the numbers drawn are the course's attention, rollout and
+    position-embedding similarity for that patch, layer and head."""
+    import torch
+
+    from going_modular.figures import attention, figure7
+
+    model = foodvision[0]
+    page, problems = _explorer(browser, f"{site_url}explore/")
+    grid = model.grid_size[0]
+    cell = page.evaluate("document.querySelector('#attention').clientWidth") / grid
+
+    def picture() -> str:
+        return page.evaluate("document.querySelector('#attention').toDataURL()")
+
+    def click(row: int, column: int) -> dict:
+        page.click("#attention", position={"x": (column + 0.5) * cell, "y": (row + 0.5) * cell})
+        return page.evaluate("window.explorer.drawn")
+
+    pictures = [picture()]
+    for action in (lambda: click(3, 4), lambda: click(10, 2), lambda: page.select_option("#layer", "5"),
+                   lambda: page.select_option("#head", "2")):
+        action()
+        pictures.append(picture())
+    assert len(set(pictures)) == len(pictures), "a click or a control left the picture as it was"
+    drawn = page.evaluate("window.explorer.drawn")
+    images = torch.tensor(page.evaluate("Array.from(window.explorer.input)")).reshape(1, 3, 224, 224)
+    _, attentions = _pytorch_attention(model, images)
+    patch = 10 * grid + 2
+    assert (drawn["layer"], drawn["head"], drawn["patch"]) == (5, 2, patch)
+    expected = attentions[4][0, 1, 1 + patch, 1:]
+    assert (torch.tensor(drawn["values"]) - expected).abs().max() < 1e-3
+    page.select_option("#view", "rollout")
+    rollout = attention.attention_rollout(attentions[:5])[0, 1 + patch, 1:]
+    assert (torch.tensor(page.evaluate("window.explorer.drawn.values")) - rollout).abs().max() < 1e-3
+    page.select_option("#view", "distance")
+    distances = torch.tensor(page.evaluate("window.explorer.drawn.values"))  # each patch's, in pixels
+    assert abs(distances.mean() - attention.mean_attention_distance(attentions[4], grid, model.patch_size)[1]) < 0.01
+    similarity = page.evaluate("fetch('explore.json').then(response => response.json())")["position_similarity"]
+    expected = figure7.position_embedding_similarity(model).flatten(2).flatten(0, 1)[patch]
+    assert (torch.tensor(similarity[patch]) - expected).abs().max() < 1e-4
+    page.close()
+    assert not problems
+
+
+@pytest.mark.parametrize("edition", EDITIONS, ids=lambda edition: edition.strip("/") or "en")
+def test_the_home_page_and_notebooks_02_and_07_lead_to_the_explore_page(browser, site_url, edition):
+    for path in ("", f"notebooks/{edition}02_equation_2_msa/", f"notebooks/{edition}07_predictions_and_attention/"):
+        page, problems = _open(browser, f"{site_url}{edition}{path}")
+        links = page.evaluate("Array.from(document.querySelectorAll('article a[href]')).map(a => a.href)")
+        page.close()
+        assert not problems
+        assert f"{site_url}{edition}explore/" in links, path

@@ -17,16 +17,18 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 BRANCH = "main"  # the branch the Colab badges open
-README = "README.md"
 # The texts that carry the address, besides the notebooks.
 TEXTS = ("README.md", "README.zh-CN.md", "mkdocs.yml", "docs/**/*.md")
 PYPROJECT = "pyproject.toml"
 
 _OWNER = r"[A-Za-z0-9][A-Za-z0-9-]{0,38}"
 _REPOSITORY_LINE = re.compile(r'(^\[project\.urls\][^\[]*?^Repository[ \t]*=[ \t]*)"[^"\n]*"', re.MULTILINE)
-_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-_BADGE = re.compile(r"\[!\[Open In Colab\]\(" + re.escape(_BADGE_IMAGE) + r"\)\]\((?P<url>[^)\s]*)\)")
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"  # the badge's image
+_BADGE = re.compile(r"\[!\[Open In Colab\]\(" + re.escape(COLAB_BADGE) + r"\)\]\((?P<url>[^)\s]*)\)")
 _SETUP_CELL_FIRST_LINE = "# Setup: make `going_modular` importable"
+# A Markdown link [text](target) as groups "](", target, ")"; the site and the Chinese edition rewrite the targets.
+MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+_ELSEWHERE = re.compile(r"^[a-z][a-z0-9+.-]*:|^#|^/", re.IGNORECASE)  # another site, an anchor, an absolute path
 # The texts' addresses of this repository, whatever its name (links to other repositories are left alone).
 _TEXT_ADDRESSES = re.compile(
     r"(?P<prefix>https://colab\.research\.google\.com/github/|git\+https://github\.com/|git clone https://github\.com/"
@@ -66,11 +68,6 @@ if importlib.util.find_spec("going_modular") is None:
 
 class PublishError(ValueError):
     """The repository address or a file that carries it is not in the expected form."""
-
-
-# A Markdown link [text](target) as groups "](", target, ")"; the site and the Chinese edition rewrite the targets.
-MARKDOWN_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
-_ELSEWHERE = re.compile(r"^[a-z][a-z0-9+.-]*:|^#|^/", re.IGNORECASE)  # another site, an anchor, an absolute path
 
 
 def is_relative(target: str) -> bool:
@@ -127,7 +124,7 @@ def colab_url(repository: str, notebook: PurePosixPath) -> str:
 
 def colab_badge(repository: str, notebook: PurePosixPath) -> str:
     """The "Open in Colab" badge, in markdown, for ``notebook`` (a path inside the repository)."""
-    return f"[![Open In Colab]({_BADGE_IMAGE})]({colab_url(repository, notebook)})"
+    return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(repository, notebook)})"
 
 
 def setup_cell_source(repository: str, notebook: PurePosixPath) -> str:
@@ -143,10 +140,7 @@ def notebook_paths(root: Path) -> list[Path]:
 
 
 def updated_notebook(raw: str, notebook_path: PurePosixPath, repository: str) -> tuple[str, list[str]]:
-    """A notebook file's text with its badge and setup cell written for ``repository``, and what in them differed.
-
-    A file stored as ASCII keeps its characters escaped, so a notebook already right comes back byte for byte.
-    """
+    """A notebook file's text with its badge and setup cell written for ``repository``, and what in them differed."""
     try:
         notebook = nbformat.reads(raw, as_version=4)
     except nbformat.reader.NotJSONError as error:
@@ -167,6 +161,7 @@ def updated_notebook(raw: str, notebook_path: PurePosixPath, repository: str) ->
     new_badge = colab_badge(repository, notebook_path)
     title.source = _BADGE.sub(lambda _: new_badge, title.source, 1) if badge else f"{new_badge}\n\n{title.source}"
     setup.source = setup_cell_source(repository, notebook_path)
+    # A file stored as ASCII keeps its characters escaped, so a notebook already right comes back byte for byte.
     return nbformat.writes(notebook, ensure_ascii=raw.isascii()) + "\n", problems
 
 
@@ -177,15 +172,10 @@ def updated_text(text: str, old_repository: str, repository: str) -> str:
     return _TEXT_ADDRESSES.sub(lambda match: match["prefix"] + new, text)
 
 
-def text_problems(text: str, repository: str, name: str = README) -> list[str]:
+def text_problems(text: str, repository: str, name: str = "README.md") -> list[str]:
     """The Colab, git+, git clone and repo_url addresses in the text ``name`` that are not ``repository``'s."""
     return [f"{name}: {match[0]} is not {repository}." for match in _TEXT_ADDRESSES.finditer(text)
             if match["slug"] != _slug(repository)]
-
-
-def text_paths(root: Path) -> list[Path]:
-    """The ``TEXTS`` that ``root`` has: the READMEs, mkdocs.yml and the Markdown under docs/."""
-    return [path for pattern in TEXTS for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
 def _plan(root: Path, repository: str | None) -> tuple[dict[Path, str], list[str]]:
@@ -203,7 +193,7 @@ def _plan(root: Path, repository: str | None) -> tuple[dict[Path, str], list[str
         name = PurePosixPath(path.relative_to(root).as_posix())
         texts[path], differences = updated_notebook(path.read_bytes().decode(), name, repository)
         problems += differences
-    for path in text_paths(root):
+    for path in (path for pattern in TEXTS for path in sorted(root.glob(pattern)) if path.is_file()):
         text = path.read_bytes().decode()
         texts[path] = updated_text(text, current or repository, repository)
         problems += text_problems(text, repository, path.relative_to(root).as_posix())
@@ -211,10 +201,8 @@ def _plan(root: Path, repository: str | None) -> tuple[dict[Path, str], list[str
 
 
 def publish(root: Path, repository: str | None = None) -> list[Path]:
-    """Write ``repository`` (default: pyproject's) to pyproject.toml, every notebook and the texts.
-
-    Every new text is worked out before any file is written, so an error leaves every file as it was.
-    Returns the files that changed."""
+    """Write ``repository`` (default: pyproject's) to pyproject.toml, every notebook and the texts; returns the files
+    that changed. Every new text is worked out before any file is written, so an error leaves every file as it was."""
     texts = _plan(root, repository)[0]
     changed = [path for path, text in texts.items() if path.read_bytes().decode() != text]  # no newline translation
     for path in changed:
@@ -243,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         changed = publish(args.root, args.repository)
     except PublishError as error:
         parser.error(str(error))
-    for path in changed:
-        print(f"wrote {path.relative_to(args.root).as_posix()}")
-    print(f"Repository: {read_repository(args.root)} ({len(changed)} file(s) changed).")
+    print(*(f"wrote {path.relative_to(args.root).as_posix()}" for path in changed),
+          f"Repository: {read_repository(args.root)} ({len(changed)} file(s) changed).", sep="\n")
     return 0
 
 

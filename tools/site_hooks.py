@@ -1,30 +1,28 @@
 """mkdocs hooks that build the website from the repository's own files: README.md as home page (an edition's, with
-``extra.edition``, its own README and notebooks), the notebooks at their paths, the results, docs/'s guides and API.
-Links written for GitHub lead to the page they name, or to the file on GitHub. Nothing loads from other servers:
-the Colab badge is local, and the notebooks' TeX becomes MathML (``latex2mathml``), which browsers draw themselves.
-"""
+``extra.edition``, its own README and notebooks), the notebooks, the results, docs/'s guides and API. Links written
+for GitHub lead to the page they name, or to the file on GitHub. Nothing loads from other servers: the Colab badge is
+local, and the notebooks' TeX becomes MathML (``latex2mathml``), which browsers draw themselves."""
 from __future__ import annotations
 
 import html
 import posixpath
 import re
+import shutil
 import sys
 from pathlib import Path
 
 from latex2mathml.converter import convert as tex_to_mathml
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
-from mkdocs.utils import get_relative_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # mkdocs loads a hook by its path, without the checkout on sys.path
 from tools import translate  # noqa: E402
-from tools.publish import BRANCH, MARKDOWN_LINK, is_relative  # noqa: E402
+from tools.publish import BRANCH, COLAB_BADGE, MARKDOWN_LINK, is_relative  # noqa: E402
 
 RESULTS = "benchmarks/README.md"
-FIGURES = "images/*.png"
-COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
-LOCAL_BADGE = "assets/colab-badge.svg"
+EXPLORE = "explore.md"
+LOCAL_BADGE = "docs/assets/colab-badge.svg"  # the badge's copy in the repository, which the site links instead
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
 NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
 
@@ -44,8 +42,7 @@ _site_files: dict[str, File] = {}
 
 def repository_path(file: File) -> str:
     """Where ``file`` lives in the repository (docs/ files under docs/, the others where the hook found them)."""
-    source = Path(file.abs_src_path).resolve()
-    return source.relative_to(ROOT).as_posix()
+    return Path(file.abs_src_path).resolve().relative_to(ROOT).as_posix()
 
 
 @event_priority(100)  # before the search plugin reads its settings
@@ -63,12 +60,15 @@ def on_files(files: Files, config) -> Files:
     home = "README.md" if edition is None else f"README.{edition}.md"
     files.append(File.generated(config, "index.md", abs_src_path=str(ROOT / home)))
     files.append(File.generated(config, RESULTS, abs_src_path=str(ROOT / RESULTS)))
-    notebooks = translate.english_notebooks(ROOT)
-    if edition is not None:
-        notebooks = [translate.edition_path(ROOT, notebook) for notebook in notebooks]
-    for path in [*notebooks, *sorted(ROOT.glob(FIGURES))]:
+    notebooks = [notebook if edition is None else translate.edition_path(ROOT, notebook)
+                 for notebook in translate.english_notebooks(ROOT)]
+    for path in [*notebooks, *sorted(ROOT.glob("images/*.png"))]:
         # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
         files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
+    if edition is not None:  # the edition's Explore page at the same address, explore/
+        files.remove(files.get_file_from_path(EXPLORE))
+        files.remove(files.get_file_from_path(f"explore.{edition}.md"))
+        files.append(File.generated(config, EXPLORE, abs_src_path=str(ROOT / "docs" / f"explore.{edition}.md")))
     return files
 
 
@@ -83,16 +83,14 @@ def on_nav(nav, config, files: Files):
 def site_link(target: str, page: File, repo_url: str, as_url: bool) -> str:
     """``target``, a link written relative to ``page``'s repository file, as a link that works on the site: to the
     page or figure it names (a page's source path for Markdown, its URL for HTML), or to the file on GitHub."""
-    if target == COLAB_BADGE:
-        return get_relative_url(LOCAL_BADGE, page.url) if as_url else posixpath.relpath(
-            LOCAL_BADGE, posixpath.dirname(page.src_uri) or ".")
-    if not is_relative(target):
-        return target
     path, hash_mark, anchor = target.partition("#")
-    if not path:
-        return target
-    repository_target = posixpath.normpath(posixpath.join(posixpath.dirname(repository_path(page)), path))
     suffix = hash_mark + anchor
+    if target == COLAB_BADGE:
+        repository_target = LOCAL_BADGE
+    elif is_relative(target) and path:
+        repository_target = posixpath.normpath(posixpath.join(posixpath.dirname(repository_path(page)), path))
+    else:
+        return target
     if repository_target in _site_files:
         linked = _site_files[repository_target]
         if as_url:
@@ -127,19 +125,32 @@ def typeset(page_html: str) -> str:
         if match[3] is None:
             return tex_to_mathml(html.unescape(match[4]), display="inline")
         tex = html.unescape(match[3])
-        tag = _TAG.search(tex)
-        if tag is None:
-            return tex_to_mathml(tex, display="block")
-        formula = tex_to_mathml(_TAG.sub("", tex), display="block")
-        return f'<div class="equation-numbered">{formula}<span class="equation-number">({tag[1]})</span></div>'
+        formula, tag = tex_to_mathml(_TAG.sub("", tex), display="block"), _TAG.search(tex)
+        return formula if tag is None else (
+            f'<div class="equation-numbered">{formula}<span class="equation-number">({tag[1]})</span></div>')
 
     return _PROSE_MATH.sub(replace, page_html)
 
 
 def on_post_page(output: str, page, config) -> str:
-    """A notebook page's equations (in its text and its table of contents) as MathML, no MathJax, and no chips of
-    the cells' tags (nbval's, which mean nothing to a reader)."""
+    """A notebook page's equations as MathML, no MathJax, and no chips of the cells' tags (nbval's, for no reader)."""
     if not page.file.src_uri.endswith(".ipynb"):
         return output
     return typeset(_TAG_CHIPS.sub("", NO_MATHJAX.sub("", output)))
 
+
+def on_post_build(config) -> None:
+    """The Explore page's model, photos and ONNX Runtime Web (tools/explore.py): built with the English site, copied
+    from it into an edition's (built after it, into its folder), or built when it is not there."""
+    from mkdocs.exceptions import PluginError
+
+    from tools import explore
+
+    folder, english = Path(config.site_dir) / "explore", Path(config.site_dir).parent / "explore"
+    if config.extra.get("edition") is not None and (english / "foodvision.onnx").exists():
+        shutil.copytree(english, folder, ignore=shutil.ignore_patterns("index.html"), dirs_exist_ok=True)
+        return
+    try:
+        explore.build(folder)
+    except Exception as error:  # the one line a reader needs (npm ci, the data, the weights), not a traceback
+        raise PluginError(f"The Explore page's files could not be built: {error}") from error

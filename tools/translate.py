@@ -1,9 +1,7 @@
 """The Chinese edition (中文版): ``python -m tools.translate`` updates one gettext catalog per notebook,
 ``translations/zh_CN/<path under notebooks/>.po`` (msgid: an English markdown cell; msgctxt: its id; msgstr: the
 Chinese), then builds ``notebooks/zh-CN/<path>`` from each complete one: code, outputs and metadata unchanged, the
-Colab badge and setup cell for its own path (``tools.publish``). A changed English cell keeps its translation, fuzzy,
-with the old English as previous msgid; a new cell gets an empty entry.
-"""
+Colab badge and setup cell for its own path (``tools.publish``)."""
 from __future__ import annotations
 
 import argparse
@@ -38,20 +36,18 @@ def edition_path(root: Path, notebook: Path) -> Path:
 
 
 def updated_catalog(notebook: nbformat.NotebookNode, catalog: polib.POFile | None) -> polib.POFile:
-    """The catalog of ``notebook``'s markdown cells, keeping ``catalog``'s translations (fuzzy where the English
-    changed)."""
-    old = {entry.msgctxt: entry for entry in catalog} if catalog is not None else {}
+    """``notebook``'s markdown cells as a catalog, keeping ``catalog``'s translations (fuzzy where English changed)."""
+    old = {entry.msgctxt: entry for entry in catalog or []}
     new = polib.POFile(wrapwidth=0)
     new.metadata = {"Project-Id-Version": "vit-paper-replicating", "Language": LANGUAGE, "MIME-Version": "1.0",
                     "Content-Type": "text/plain; charset=UTF-8", "Content-Transfer-Encoding": "8bit"}
     for cell in (cell for cell in notebook.cells if cell.cell_type == "markdown"):
-        entry = polib.POEntry(msgctxt=cell.id, msgid=cell.source)
-        before = old.get(cell.id)
+        entry, before = polib.POEntry(msgctxt=cell.id, msgid=cell.source), old.get(cell.id)
         if before is not None and before.msgstr:
             entry.msgstr = before.msgstr
             if before.msgid != cell.source or before.fuzzy:
                 entry.flags.append("fuzzy")
-                entry.previous_msgid = before.previous_msgid if before.fuzzy and before.previous_msgid else before.msgid
+                entry.previous_msgid = (before.fuzzy and before.previous_msgid) or before.msgid
         new.append(entry)
     return new
 
@@ -65,13 +61,10 @@ def catalog_problems(catalog: polib.POFile, name: str) -> list[str]:
 def _edition_link(target: str, notebook: PurePosixPath) -> str:
     """A link of the English notebook, as the edition's copy (one folder deeper) must write it: links to other
     notebooks stay (their counterparts mirror them), links out of notebooks/ climb one folder more."""
-    if not is_relative(target):
-        return target
     resolved = posixpath.normpath(posixpath.join(str(notebook.parent), target))
-    if resolved.startswith("notebooks/"):
+    if not is_relative(target) or resolved.startswith("notebooks/"):
         return target
-    edition_dir = PurePosixPath("notebooks", EDITION, *notebook.parts[1:]).parent
-    return posixpath.relpath(resolved, str(edition_dir))
+    return posixpath.relpath(resolved, str(PurePosixPath("notebooks", EDITION, *notebook.parts[1:]).parent))
 
 
 def built_notebook(root: Path, notebook: Path, catalog: polib.POFile, repository: str) -> str:
@@ -79,18 +72,15 @@ def built_notebook(root: Path, notebook: Path, catalog: polib.POFile, repository
     english = nbformat.read(notebook, as_version=4)
     relative = PurePosixPath(notebook.relative_to(root).as_posix())
     translations = {entry.msgctxt: entry.msgstr for entry in catalog}
-    for cell in english.cells:
-        if cell.cell_type == "markdown":
-            cell.source = MARKDOWN_LINK.sub(
-                lambda match: match[1] + _edition_link(match[2], relative) + match[3], translations[cell.id])
-    text = nbformat.writes(english, ensure_ascii=False) + "\n"
+    for cell in (cell for cell in english.cells if cell.cell_type == "markdown"):
+        cell.source = MARKDOWN_LINK.sub(
+            lambda match: match[1] + _edition_link(match[2], relative) + match[3], translations[cell.id])
     edition = PurePosixPath(edition_path(root, notebook).relative_to(root).as_posix())
-    return publish.updated_notebook(text, edition, repository)[0]
+    return publish.updated_notebook(nbformat.writes(english, ensure_ascii=False) + "\n", edition, repository)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Update every catalog from its English notebook, build the Chinese notebook of each complete one, and list the
-    entries left to translate (tests/test_translations.py checks that there are none)."""
+    """Update every catalog, build the Chinese notebook of each complete one, list the entries left to translate."""
     parser = argparse.ArgumentParser(prog="python -m tools.translate", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="the checkout's root")
     root = parser.parse_args(argv).root

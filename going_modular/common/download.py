@@ -7,7 +7,6 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Optional, Union
 
 import requests
 from tqdm.auto import tqdm
@@ -25,7 +24,7 @@ class DataError(ValueError):
     """Data that cannot be used as it is: a damaged download or image, a stray file, mismatched class folders."""
 
 
-def download_file(url: str, path: Union[str, os.PathLike], *, sha256: Optional[str] = None) -> Path:
+def download_file(url: str, path: str | os.PathLike, *, sha256: str | None = None) -> Path:
     """Download one file to ``path`` unless it is already there; return ``path``.
 
     Raises:
@@ -42,7 +41,7 @@ def download_file(url: str, path: Union[str, os.PathLike], *, sha256: Optional[s
     return path
 
 
-def fetch(url: str, path: Path, *, sha256: Optional[str], manual_hint: str) -> None:
+def fetch(url: str, path: Path, *, sha256: str | None, manual_hint: str) -> None:
     """Stream ``url`` to a temporary file beside ``path``; rename it to ``path`` once complete and checked."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")

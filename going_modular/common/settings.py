@@ -1,10 +1,6 @@
-"""Where the course keeps data, weights, figures and models, and whether this is a reduced run.
-
-Data and pretrained weights live in ``$VIT_COURSE_DATA_DIR`` / ``$VIT_COURSE_WEIGHTS_DIR`` when set, else in
-``data/`` and ``weights/`` of the repository when going_modular is imported from a checkout, else under the working
-directory (``/content`` in Colab). The test suite sets ``VIT_COURSE_REDUCED=1`` so that the notebooks train on a few
-batches: it changes how much work is done, never which code runs; its figures and models go to a temporary folder.
-"""
+"""Where the course keeps data, weights, figures and models (in the repository when going_modular is imported from a
+checkout, else under the working directory; ``$VIT_COURSE_DATA_DIR`` and ``$VIT_COURSE_WEIGHTS_DIR`` move the first
+two), and whether this is a reduced run (``VIT_COURSE_REDUCED=1``, set by the tests: less work, the same code)."""
 from __future__ import annotations
 
 import os
@@ -24,20 +20,13 @@ _REPOSITORY_ROOT = Path(__file__).resolve().parents[2]  # <root>/going_modular/c
 
 def get_repository_root() -> Path | None:
     """The root of the course repository, or None when going_modular is installed elsewhere."""
-    if (_REPOSITORY_ROOT / "pyproject.toml").is_file() and (_REPOSITORY_ROOT / "helper_functions.py").is_file():
-        return _REPOSITORY_ROOT
-    return None
-
-
-def _root_or_cwd() -> Path:
-    """The repository in a checkout, else the working directory."""
-    root = get_repository_root()
-    return root if root is not None else Path.cwd()
+    markers = ("pyproject.toml", "helper_functions.py")  # files that only a checkout has
+    return _REPOSITORY_ROOT if all((_REPOSITORY_ROOT / name).is_file() for name in markers) else None
 
 
 def _override_or_default(env: str, name: str) -> Path:
     override = os.environ.get(env)
-    return Path(override).expanduser().resolve() if override else _root_or_cwd() / name
+    return Path(override).expanduser().resolve() if override else (get_repository_root() or Path.cwd()) / name
 
 
 def get_data_dir() -> Path:
@@ -62,8 +51,8 @@ def get_models_dir() -> Path:
 
 def _output_folder(name: str) -> Path:
     # A reduced run (pytest) must never overwrite the committed figures or a model saved by a full run.
-    base = Path(tempfile.gettempdir()) / "vit_course_reduced_run" if is_reduced_run() else _root_or_cwd()
-    folder = base / name
+    reduced = Path(tempfile.gettempdir()) / "vit_course_reduced_run"
+    folder = (reduced if is_reduced_run() else get_repository_root() or Path.cwd()) / name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -77,13 +66,12 @@ def display_path(path: Union[str, Path]) -> str:
 
 
 def is_reduced_run() -> bool:
-    """Whether ``VIT_COURSE_REDUCED`` asks for a reduced run ("1", "true", "yes" or "on")."""
+    """Whether ``VIT_COURSE_REDUCED`` is "1", "true", "yes" or "on"."""
     return os.environ.get(REDUCED_RUN_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def describe_run(device: Union[str, "torch.device"]) -> str:
     """One line for a notebook's output saying what produced it: device, torch version, run mode."""
     import torch  # here, so that settings stays importable without torch
-
     mode = f"reduced run ({REDUCED_RUN_ENV}=1, as under pytest)" if is_reduced_run() else "full run"
     return f"device: {device} | torch {torch.__version__} | {mode}"

@@ -1,9 +1,7 @@
 """FoodVision Mini as a Gradio app: upload a photo, see pizza, steak or sushi with their probabilities, the time the
-prediction took and the attention rollout over the photo. It reads only the ONNX file and its JSON (no torch).
-
-    python -m going_modular.deploy.app models/foodvision_space      # the folder notebook 08 writes
-    python app.py                                                   # in that folder, or on a Hugging Face Space
-"""
+prediction took and the attention rollout over the photo. It reads only the ONNX file and its JSON (no torch):
+``python -m going_modular.deploy.app models/foodvision_space`` (the folder notebook 08 writes), or ``python app.py``
+in that folder or on a Hugging Face Space."""
 from __future__ import annotations
 
 import argparse
@@ -39,9 +37,8 @@ def build_app(classifier: Classifier, examples: Sequence[str] = ()) -> gr.Interf
     """One function, one photo in, three things out."""
     def predict(image: Image.Image) -> tuple[dict[str, float], str, Image.Image]:
         result = classifier.predict(image)
-        seen = resize_and_crop(image, classifier.config)
-        return result.probabilities, f"{result.seconds * 1000:.0f} ms", attention_overlay(
-            seen, rollout_map(result.attention))
+        overlay = attention_overlay(resize_and_crop(image, classifier.config), rollout_map(result.attention))
+        return result.probabilities, f"{result.seconds * 1000:.0f} ms", overlay
 
     return gr.Interface(
         predict, gr.Image(type="pil", label="photo"),

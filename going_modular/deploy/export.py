@@ -2,7 +2,7 @@
 
     export_onnx(model, "models/foodvision.onnx", transform, class_names)   # + models/foodvision.json
     quantize("models/foodvision.onnx", "models/foodvision_int8.onnx")      # dynamic int8; static with photos
-    measure_latency(run, image), measure_throughput(run, batch), accuracy(run, images, labels)
+    measure(size, logits, one_thread, photo, batch, scoring)               # a row of the table: size, time, accuracy
 
 The file outputs the logits and every layer's attention [batch, layers, heads, tokens, tokens] (the app's rollout,
 the Explore page); its batch axis is dynamic. ``serving`` runs it without torch.
@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from going_modular.data_setup import create_dataloaders
-from going_modular.deploy.serving import Classifier
 from going_modular.features import extract_features, train_head, vit_backbone
 from going_modular.model_builder import ViT
 from going_modular.pretrained import load_pretrained_vit
@@ -150,90 +149,39 @@ def foodvision_mini(data_dir: PathLike, device: Union[str, torch.device] = "cpu"
     return model.cpu().eval(), transform, class_names
 
 
-class Candidate(NamedTuple):
-    """One way to serve a model, as ``measure`` compares them: its file size, its logits as a function of a batch
-    (all threads, and one thread), and whether its accuracy means anything (False: random weights)."""
-    size_bytes: int
-    logits: Callable[[np.ndarray], np.ndarray]
-    one_thread: Callable[[np.ndarray], np.ndarray]
-    scored: bool = True
+class Milliseconds(NamedTuple):
+    """Milliseconds per call: the median and the 10th and 90th percentiles (the spread)."""
+    median: float
+    p10: float
+    p90: float
+
+    def __str__(self) -> str:
+        return f"{self.median:.1f} ({self.p10:.1f}-{self.p90:.1f})"
 
 
-def measure(candidates: dict[str, Candidate], photo: np.ndarray, batch: np.ndarray,
-            scoring: dict[str, tuple[np.ndarray, np.ndarray]], runs: int = 50) -> list[dict]:
-    """One row a candidate, all measured in this call: size in MB, latency at batch 1 (``measure_latency``, one
-    thread and all), photos per second at ``batch``, and accuracy on each of ``scoring``'s (images, labels)."""
-    rows = []
-    for name, candidate in candidates.items():
-        row = {"model": name, "size_mb": candidate.size_bytes / 1e6,
-               "latency_1_thread": measure_latency(candidate.one_thread, photo, runs),
-               "latency_all_threads": measure_latency(candidate.logits, photo, runs),
-               "photos_per_second": measure_throughput(candidate.logits, batch)}
-        for split, (images, labels) in scoring.items():
-            row[f"{split}_accuracy"] = accuracy(candidate.logits, images, labels) if candidate.scored else None
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: Sequence[dict]) -> str:
-    """``measure``'s rows as Markdown: latency as median (10th-90th percentile) in ms, accuracy to 3 decimals."""
-    splits = [key.removesuffix("_accuracy") for key in rows[0] if key.endswith("_accuracy")]
-    lines = ["| model | file (MB) | ms per photo, 1 thread | ms per photo, all threads | photos/s, batch "
-             "32 | " + " | ".join(f"{split} accuracy" for split in splits) + " |",
-             "| --- " * (5 + len(splits)) + "|"]
-    for row in rows:
-        latency = [f"{row[key]['median_ms']:.1f} ({row[key]['p10_ms']:.1f}-{row[key]['p90_ms']:.1f})"
-                   for key in ("latency_1_thread", "latency_all_threads")]
-        scores = ["-" if row[f"{split}_accuracy"] is None else f"{row[f'{split}_accuracy']:.3f}" for split in splits]
-        lines.append(f"| {row['model']} | {row['size_mb']:.1f} | {' | '.join(latency)} | "
-                     f"{row['photos_per_second']:.1f} | {' | '.join(scores)} |")
-    return "\n".join(lines)
-
-
-def onnx_candidate(path: PathLike) -> Candidate:
-    """An exported file as a ``Candidate``: ONNX Runtime with its default threads, and with one."""
-    return Candidate(Path(path).stat().st_size, Classifier(path).logits, Classifier(path, threads=1).logits)
-
-
-def torch_candidate(model: nn.Module, size_bytes: int, scored: bool = True) -> Candidate:
-    """A PyTorch model in eager mode as a ``Candidate`` (``torch.set_num_threads(1)`` for the one-thread runs)."""
-    run = torch_runner(model)
-
-    def one_thread(images: np.ndarray) -> np.ndarray:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return run(images)
-        finally:
-            torch.set_num_threads(threads)
-    return Candidate(size_bytes, run, one_thread, scored)
-
-
-def measure_latency(run: Callable[[np.ndarray], object], image: np.ndarray, runs: int = 50,
-                    warmup: int = 5) -> dict[str, float]:
-    """Milliseconds per call of ``run`` on one preprocessed photo [1, 3, H, W]: median, 10th and 90th percentile."""
-    for _ in range(warmup):
-        run(image)
+def timed(run: Callable[[np.ndarray], object], images: np.ndarray, runs: int = 50, warmup: int = 5) -> Milliseconds:
+    """``run(images)`` timed over ``runs`` calls, after ``warmup`` calls left out."""
     times = []
-    for _ in range(runs):
+    for _ in range(warmup + runs):
         start = time.perf_counter()
-        run(image)
+        run(images)
         times.append((time.perf_counter() - start) * 1000)
-    deciles = statistics.quantiles(times, n=10)
-    return {"median_ms": statistics.median(times), "p10_ms": deciles[0], "p90_ms": deciles[-1]}
+    deciles = statistics.quantiles(times[warmup:], n=10)
+    return Milliseconds(statistics.median(times[warmup:]), deciles[0], deciles[-1])
 
 
-def measure_throughput(run: Callable[[np.ndarray], object], batch: np.ndarray, repeats: int = 3) -> float:
-    """Photos per second of ``run`` on ``batch`` (the best of ``repeats``, after one untimed call)."""
-    run(batch)
-    best = min(_seconds(run, batch) for _ in range(repeats))
-    return len(batch) / best
-
-
-def _seconds(run: Callable[[np.ndarray], object], batch: np.ndarray) -> float:
-    start = time.perf_counter()
-    run(batch)
-    return time.perf_counter() - start
+def torch_logits(model: nn.Module, threads: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """``model``'s logits as a function of a NumPy batch: PyTorch eager, inference mode, on ``threads`` threads
+    (None: torch's setting). ``serving.Classifier(path, threads).logits`` is the same for an ONNX file."""
+    def logits(images: np.ndarray) -> np.ndarray:
+        default = torch.get_num_threads()
+        torch.set_num_threads(threads or default)
+        try:
+            with torch.inference_mode():
+                return model(torch.from_numpy(images)).numpy()
+        finally:
+            torch.set_num_threads(default)
+    return logits
 
 
 def accuracy(logits: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
@@ -244,12 +192,26 @@ def accuracy(logits: Callable[[np.ndarray], np.ndarray], images: np.ndarray, lab
     return float((predicted == labels).mean())
 
 
-def torch_runner(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """``model``'s logits as a function of a NumPy batch, in inference mode (PyTorch eager)."""
-    def run(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(images)).numpy()
-    return run
+def measure(size_bytes: int, logits: Callable[[np.ndarray], np.ndarray], one_thread: Callable[[np.ndarray], object],
+            photo: np.ndarray, batch: np.ndarray, scoring: dict[str, tuple[np.ndarray, np.ndarray]],
+            runs: int = 50) -> dict[str, object]:
+    """One row of notebook 08's table, measured now: file size; milliseconds per photo at batch 1 (``timed``), on
+    one thread and on all; photos per second at ``batch``; accuracy on each of ``scoring``'s (images, labels)."""
+    return {"file (MB)": size_bytes / 1e6, "ms per photo, 1 thread": timed(one_thread, photo, runs),
+            "ms per photo, all threads": timed(logits, photo, runs),
+            f"photos/s, batch {len(batch)}": len(batch) * 1000 / timed(logits, batch, 3, warmup=1).median,
+            **{f"{split} accuracy": accuracy(logits, *data) for split, data in scoring.items()}}
+
+
+def markdown_table(rows: dict[str, dict[str, object]]) -> str:
+    """``measure``'s rows, by model name, as Markdown; "-" where a row has no accuracy (random weights)."""
+    columns = list(max(rows.values(), key=len))
+    lines = [f"| model | {' | '.join(columns)} |", "| --- " * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        cells = ["-" if column not in row else f"{row[column]:.3f}" if "accuracy" in column else
+                 f"{row[column]:.1f}" if isinstance(row[column], float) else str(row[column]) for column in columns]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 SPACE_REQUIREMENTS = ["gradio>=5", "onnxruntime>=1.17", "numpy>=1.23", "pillow>=9.1"]

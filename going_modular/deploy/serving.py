@@ -1,25 +1,16 @@
-"""Run the exported model without torch: ONNX Runtime, NumPy and Pillow only (notebook 08).
-
-    classifier = Classifier("foodvision.onnx")        # reads foodvision.json beside it: the preprocessing
-    result = classifier.predict(Image.open("pizza.jpg"))
-    result.probabilities, result.seconds, rollout_map(result.attention)
-
-The JSON says how a photo becomes the model's input, as the course's transforms do it (Resize of the shorter side,
-CenterCrop, scale to [0, 1], Normalize), so nothing is typed twice. This file and ``app.py`` are a Space's code.
-"""
+"""Run the exported model without torch: ONNX Runtime, NumPy and Pillow only (notebook 08; with ``app.py``, a Space's
+code). ``Classifier("foodvision.onnx").predict(photo)`` reads foodvision.json beside the model, which says how a photo
+becomes its input as the course's transforms do it, so nothing is typed twice."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime
 from PIL import Image
-
-INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-                  "nearest": Image.Resampling.NEAREST}
 
 
 class ModelFileError(ValueError):
@@ -30,35 +21,25 @@ class Result(NamedTuple):
     """One photo's prediction: {class: probability}, the attention [layers, heads, tokens, tokens] (None if the file
     has none), and the seconds the model took."""
     probabilities: dict[str, float]
-    attention: Optional[np.ndarray]
+    attention: np.ndarray | None
     seconds: float
 
 
 def resize_and_crop(image: Image.Image, config: dict) -> Image.Image:
-    """The part of ``image`` the model sees, as torchvision's Resize(resize) (the shorter side, antialiased) and
-    CenterCrop(crop) make it."""
-    image = image.convert("RGB")
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    resized_long = int(config["resize"] * long / short)  # torchvision truncates the longer side
-    size = (config["resize"], resized_long) if width <= height else (resized_long, config["resize"])
-    image = image.resize(size, INTERPOLATIONS[config["interpolation"]])
-    crop = config["crop"]
+    """The part of ``image`` the model sees, as torchvision's Resize(resize) and CenterCrop(crop) make it."""
+    image, resize, crop = image.convert("RGB"), config["resize"], config["crop"]
+    width, height = image.size  # the shorter side becomes `resize`, the longer one truncated as torchvision does
+    size = (resize, int(resize * height / width)) if width <= height else (int(resize * width / height), resize)
+    image = image.resize(size, Image.Resampling[config["interpolation"].upper()])
     top, left = int(round((image.height - crop) / 2.0)), int(round((image.width - crop) / 2.0))
     return image.crop((left, top, left + crop, top + crop))
 
 
 def preprocess(image: Image.Image, config: dict) -> np.ndarray:
-    """A PIL image -> the model's input [1, 3, crop, crop], float32: ``resize_and_crop``, then ToTensor's scaling to
-    [0, 1] and Normalize(mean, std)."""
+    """A PIL image -> the model's input [1, 3, crop, crop]: ``resize_and_crop``, ToTensor's [0, 1], Normalize."""
     pixels = np.asarray(resize_and_crop(image, config), dtype=np.float32) / 255.0
     pixels = (pixels - np.asarray(config["mean"], dtype=np.float32)) / np.asarray(config["std"], dtype=np.float32)
     return pixels.transpose(2, 0, 1)[None]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def rollout_map(attention: np.ndarray) -> np.ndarray:
@@ -68,20 +49,16 @@ def rollout_map(attention: np.ndarray) -> np.ndarray:
     for layer in attention.astype(np.float64):
         mixed = layer.mean(axis=0) + np.eye(layer.shape[-1])
         rollout = (mixed / mixed.sum(axis=-1, keepdims=True)) @ rollout
-    row = rollout[0, 1:]
-    side = int(round(len(row) ** 0.5))
-    return row.reshape(side, side)
+    side = int(round((len(rollout) - 1) ** 0.5))
+    return rollout[0, 1:].reshape(side, side)
 
 
 class Classifier:
-    """The exported model and its preprocessing, ready to predict photos.
+    """The exported model and its preprocessing, ready to predict photos; ModelFileError when the ONNX file or its
+    JSON is missing or damaged (the message names the file)."""
 
-    Raises:
-        ModelFileError: the ONNX file or its JSON is missing or damaged (the message names the file).
-    """
-
-    def __init__(self, model_path: Union[str, Path], config_path: Union[str, Path, None] = None,
-                 threads: Optional[int] = None) -> None:
+    def __init__(self, model_path: str | Path, config_path: str | Path | None = None,
+                 threads: int | None = None) -> None:
         model_path = Path(model_path)
         config_path = Path(config_path) if config_path is not None else model_path.with_suffix(".json")
         for path in (model_path, config_path):
@@ -94,8 +71,7 @@ class Classifier:
             raise ModelFileError(f"{config_path} is not the preprocessing JSON of an export ({error}): export the "
                                  f"model again.") from None
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
         try:
             self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ONNX Runtime raises its own error types for a damaged or truncated file
@@ -114,6 +90,6 @@ class Classifier:
         start = time.perf_counter()
         values = dict(zip(self.outputs, self.session.run(self.outputs, {"images": inputs})))
         seconds = time.perf_counter() - start
-        probabilities = softmax(values["logits"][0])
-        attention = values["attention"][0] if "attention" in values else None
-        return Result(dict(zip(self.class_names, map(float, probabilities))), attention, seconds)
+        exp = np.exp(values["logits"][0] - values["logits"][0].max())  # softmax, shifted so that exp cannot overflow
+        probabilities = dict(zip(self.class_names, map(float, exp / exp.sum())))
+        return Result(probabilities, values["attention"][0] if "attention" in values else None, seconds)

@@ -1,18 +1,14 @@
-"""The paper's Figure 1, the model overview, drawn by code with the shape of the data on every arrow.
-
-The shapes are not typed in: ``vit_shapes`` traces the preset's ``model_builder.ViT`` on PyTorch's
-``meta`` device (no memory, no arithmetic), so the picture always says what the package's model does.
-"""
+"""The paper's Figure 1, the model overview, with the shape of the data on every arrow: ``vit_shapes`` traces the
+preset's ``model_builder.ViT`` on the ``meta`` device, so the picture always says what the package's model does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 from PIL import Image
 
@@ -34,10 +30,10 @@ _COLOURS = dict(projection="#f4a6a8", position="#c7b3e6", class_token="#9d7fd1",
 @dataclass(frozen=True)
 class VitShapes:
     """The sizes of a ViT preset and the shapes of its tensors for one image, as the package computes them."""
-
     name: str                                  # e.g. "ViT-B/16"
     in_channels: int                           # C
     patch_size: int                            # P
+    patch_numbers: int                         # P * P * C, the numbers in one flattened patch
     grid_size: tuple[int, int]                 # (rows, columns) of patches
     num_patches: int                           # N
     num_layers: int                            # L
@@ -51,45 +47,28 @@ class VitShapes:
     class_token_output: tuple[int, ...]        # y = LN(z_L^0): [1, D]
     logits: tuple[int, ...]                    # [1, num_classes]
 
-    @property
-    def patch_numbers(self) -> int:
-        """Numbers in one flattened patch, P * P * C (768 for ViT-B/16)."""
-        return self.patch_size * self.patch_size * self.in_channels
-
 
 def vit_shapes(preset: str = "vit_b_16", num_classes: int = 1000) -> VitShapes:
     """Trace one image through ``model_builder.create_vit(preset)`` on the meta device; record every shape.
-
-    Raises:
-        ValueError: ``preset`` is not in ``model_builder.VIT_PRESETS``.
-    """
-    with torch.device("meta"):  # shapes only: nothing is allocated or computed
+    ValueError when ``preset`` is not in ``model_builder.VIT_PRESETS``."""
+    seen: dict[str, tuple[int, ...]] = {}
+    with torch.device("meta"), torch.no_grad():  # shapes only: nothing is allocated or computed
         model = model_builder.create_vit(preset, num_classes=num_classes)
         image = torch.empty(1, model.patch_embedding.in_channels, *model.img_size)
-    seen: dict[str, tuple[int, ...]] = {}
-    blocks = model.transformer_encoder
-    hooks = [blocks[0].register_forward_pre_hook(lambda _m, args: seen.update(z_0=tuple(args[0].shape))),
-             blocks[-1].register_forward_hook(lambda _m, _i, out: seen.update(z_L=tuple(out.shape)))]
-    with torch.no_grad():
+        model.transformer_encoder[0].register_forward_pre_hook(lambda _m, args: seen.update(z_0=tuple(args[0].shape)))
+        model.transformer_encoder[-1].register_forward_hook(lambda _m, _i, out: seen.update(z_L=tuple(out.shape)))
         patches = model.patch_embedding(model.stem(image))
         y = model.forward_head(model.forward_features(image), pre_logits=True)
         logits = model.head(y)
-    for hook in hooks:
-        hook.remove()
     config = model_builder.VIT_PRESETS[preset]
     _, size, patch = preset.split("_")  # "vit_b_16" -> "ViT-B/16", "vit_ti_16" -> "ViT-Ti/16"
-    return VitShapes(
-        name=f"ViT-{size.capitalize()}/{patch}", in_channels=image.shape[1], patch_size=config["patch_size"],
-        grid_size=model.grid_size, num_patches=model.num_patches, num_layers=config["num_transformer_layers"],
-        num_heads=config["num_heads"], mlp_size=config["mlp_size"], embedding_dim=config["embedding_dim"],
-        image=tuple(image.shape), patch_embeddings=tuple(patches.shape), tokens=seen["z_0"],
-        encoder_output=seen["z_L"], class_token_output=tuple(y.shape), logits=tuple(logits.shape),
-    )
-
-
-def _shape(shape: Sequence[int]) -> str:
-    """[1, 197, 768], as the figure writes a shape."""
-    return "[" + ", ".join(str(size) for size in shape) + "]"
+    channels, patch_size = image.shape[1], config["patch_size"]
+    return VitShapes(name=f"ViT-{size.capitalize()}/{patch}", in_channels=channels, patch_size=patch_size,
+                     patch_numbers=patch_size * patch_size * channels, grid_size=model.grid_size,
+                     num_patches=model.num_patches, num_layers=config["num_transformer_layers"],
+                     num_heads=config["num_heads"], mlp_size=config["mlp_size"], embedding_dim=config["embedding_dim"],
+                     image=tuple(image.shape), patch_embeddings=tuple(patches.shape), tokens=seen["z_0"],
+                     encoder_output=seen["z_L"], class_token_output=tuple(y.shape), logits=tuple(logits.shape))
 
 
 def _image_pixels(image: Union[PathLike, ImageLike, None], height: int, width: int) -> np.ndarray:
@@ -101,22 +80,14 @@ def _image_pixels(image: Union[PathLike, ImageLike, None], height: int, width: i
         image = load_image(image)
     if not isinstance(image, Image.Image):
         image = Image.fromarray((image_to_hwc(image)[..., :3] * 255).round().astype(np.uint8))
-    resized = image.convert("RGB").resize((width, height), Image.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / 255.0
-
-
-def _patch(pixels: np.ndarray, shapes: VitShapes, index: int) -> np.ndarray:
-    """Patch number ``index`` (0-based, row by row, as the sequence orders them) of ``pixels``."""
-    (row, col), side = divmod(index, shapes.grid_size[1]), shapes.patch_size
-    return pixels[row * side:(row + 1) * side, col * side:(col + 1) * side]
+    return np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
 
 
 def _box(ax: plt.Axes, centre: tuple[float, float], size: tuple[float, float], text: str, colour: str,
          fontsize: float = 11) -> None:
     (x, y), (width, height) = centre, size
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, facecolor=colour,
-                                edgecolor=_COLOURS["edge"], linewidth=1.0,
-                                boxstyle="round,pad=0,rounding_size=0.08"))
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, facecolor=colour, linewidth=1.0,
+                                edgecolor=_COLOURS["edge"], boxstyle="round,pad=0,rounding_size=0.08"))
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, linespacing=1.35)
 
 
@@ -146,17 +117,16 @@ def _draw_image_and_patches(ax: plt.Axes, pixels: np.ndarray, shapes: VitShapes)
         ax.plot([left, left + side], [bottom + offset] * 2, color="white", linewidth=0.6, zorder=2)
     ax.text(left + side / 2, bottom - 0.2, f"image, {shapes.image[2]} × {shapes.image[3]}", ha="center",
             va="center", fontsize=10)
-    _arrow(ax, (left + side + 0.15, bottom + side / 2), (3.45, bottom + side / 2), _shape(shapes.image),
+    _arrow(ax, (left + side + 0.15, bottom + side / 2), (3.45, bottom + side / 2), str(list(shapes.image)),
            label_at=(left + side + 0.15 + (3.45 - left - side - 0.15) / 2, bottom + side / 2 + 0.22), ha="center")
-    tile, gap, shown = 0.46, 0.13, 5
-    indices = list(range(shown)) + [shapes.num_patches - 1]
-    x = 3.6
-    for position, index in enumerate(indices):
+    tile, gap, shown, x, patch = 0.46, 0.13, 5, 3.6, shapes.patch_size
+    for position, index in enumerate([*range(shown), shapes.num_patches - 1]):  # the sequence's first and last
         if position == shown:  # the patches left out
             ax.text(x + 0.12, 7.08, "…", ha="center", va="center", fontsize=14)
             x += 0.37
-        ax.imshow(_patch(pixels, shapes, index), extent=(x, x + tile, 6.85, 6.85 + tile),
-                  interpolation="nearest", zorder=1)
+        row, col = divmod(index, shapes.grid_size[1])
+        ax.imshow(pixels[row * patch:(row + 1) * patch, col * patch:(col + 1) * patch],
+                  extent=(x, x + tile, 6.85, 6.85 + tile), interpolation="nearest", zorder=1)
         ax.add_patch(Rectangle((x, 6.85), tile, tile, fill=False, edgecolor=_COLOURS["edge"], linewidth=0.8))
         ax.text(x + tile / 2, 6.67, str(index + 1), ha="center", va="center", fontsize=9.5)
         x += tile + gap
@@ -164,49 +134,43 @@ def _draw_image_and_patches(ax: plt.Axes, pixels: np.ndarray, shapes: VitShapes)
             f"{shapes.in_channels} = {shapes.patch_numbers} numbers", ha="center", va="center", fontsize=10.5)
 
 
-def _draw_tokens(ax: plt.Axes, shapes: VitShapes, y: float) -> None:
-    """The sequence z_0: position embeddings (ovals) beside the class token 0* and the patch embeddings."""
-    labels = ["0*", "1", "2", "3", str(shapes.num_patches)]
-    step = 0.64
-    x = _FLOW_X - (len(labels) * step + 0.3) / 2
-    for position, label in enumerate(labels):
-        if position == len(labels) - 1:
-            ax.text(x + 0.1, y, "…", ha="center", va="center", fontsize=14)
-            x += 0.3
-        ax.add_patch(FancyBboxPatch((x, y - 0.14), 0.36, 0.28, boxstyle="round,pad=0,rounding_size=0.12",
-                                    facecolor=_COLOURS["position"], edgecolor=_COLOURS["edge"], linewidth=0.8))
-        ax.text(x + 0.18, y, label.rstrip("*"), ha="center", va="center", fontsize=8.5)
-        colour = _COLOURS["class_token"] if label == "0*" else _COLOURS["projection"]
-        ax.add_patch(Rectangle((x + 0.38, y - 0.2), 0.18, 0.4, facecolor=colour, edgecolor=_COLOURS["edge"],
-                               linewidth=0.8))
-        if label == "0*":
-            ax.text(x + 0.47, y, "*", ha="center", va="center", fontsize=11, color="white", fontweight="bold")
-        x += step
-    notes = (r"$*$ class token $\mathbf{x}_\mathrm{class}$, put first:",
-             f"   {shapes.num_patches} + 1 = {shapes.tokens[1]} tokens",
-             r"ovals: position embeddings $\mathbf{E}_\mathrm{pos}$")
-    for line, note in enumerate(notes):
-        ax.text(0.35, y + 0.27 * (1 - line), note, ha="left", va="center", fontsize=10)
-
-
 def _draw_main_flow(ax: plt.Axes, shapes: VitShapes) -> tuple[float, float]:
-    """Projection, tokens, encoder, LayerNorm, head; returns the encoder box's (top, bottom)."""
+    """Projection, the tokens z_0, encoder, LayerNorm, head; returns the encoder box's (top, bottom)."""
     x = _FLOW_X
-    flattened = (shapes.image[0], shapes.num_patches, shapes.patch_numbers)  # [1, N, P^2 C], the x_p
-    _arrow(ax, (x, 6.5), (x, 6.02), rf"{_shape(flattened)}  $\mathbf{{x}}_p$", label_at=(x + 0.12, 6.26))
+    flattened = [shapes.image[0], shapes.num_patches, shapes.patch_numbers]  # [1, N, P^2 C], the x_p
+    _arrow(ax, (x, 6.5), (x, 6.02), rf"{flattened}  $\mathbf{{x}}_p$", label_at=(x + 0.12, 6.26))
     _box(ax, (x, 5.7), (3.9, 0.62), "Linear projection of flattened patches\n"
          rf"$\mathbf{{x}}_p\mathbf{{E}}$, E: {shapes.patch_numbers} × {shapes.embedding_dim}", _COLOURS["projection"])
-    _arrow(ax, (x, 5.39), (x, 4.93), _shape(shapes.patch_embeddings))
-    _draw_tokens(ax, shapes, y=4.65)
-    _arrow(ax, (x, 4.38), (x, 3.9), rf"{_shape(shapes.tokens)}  $\mathbf{{z}}_0$")
+    _arrow(ax, (x, 5.39), (x, 4.93), str(list(shapes.patch_embeddings)))
+    # The sequence z_0: position embeddings (ovals) beside the class token 0* and the patch embeddings.
+    y, labels, step = 4.65, ["0*", "1", "2", "3", str(shapes.num_patches)], 0.64
+    left = x - (len(labels) * step + 0.3) / 2
+    for position, label in enumerate(labels):
+        if position == len(labels) - 1:
+            ax.text(left + 0.1, y, "…", ha="center", va="center", fontsize=14)
+            left += 0.3
+        ax.add_patch(FancyBboxPatch((left, y - 0.14), 0.36, 0.28, boxstyle="round,pad=0,rounding_size=0.12",
+                                    facecolor=_COLOURS["position"], edgecolor=_COLOURS["edge"], linewidth=0.8))
+        ax.text(left + 0.18, y, label.rstrip("*"), ha="center", va="center", fontsize=8.5)
+        colour = _COLOURS["class_token"] if label == "0*" else _COLOURS["projection"]
+        ax.add_patch(Rectangle((left + 0.38, y - 0.2), 0.18, 0.4, facecolor=colour, edgecolor=_COLOURS["edge"],
+                               linewidth=0.8))
+        if label == "0*":
+            ax.text(left + 0.47, y, "*", ha="center", va="center", fontsize=11, color="white", fontweight="bold")
+        left += step
+    for line, note in enumerate((r"$*$ class token $\mathbf{x}_\mathrm{class}$, put first:",
+                                 f"   {shapes.num_patches} + 1 = {shapes.tokens[1]} tokens",
+                                 r"ovals: position embeddings $\mathbf{E}_\mathrm{pos}$")):
+        ax.text(0.35, y + 0.27 * (1 - line), note, ha="left", va="center", fontsize=10)
+    _arrow(ax, (x, 4.38), (x, 3.9), rf"{list(shapes.tokens)}  $\mathbf{{z}}_0$")
     encoder_top, encoder_bottom = 3.9, 3.15
     _box(ax, (x, (encoder_top + encoder_bottom) / 2), (3.9, encoder_top - encoder_bottom),
          f"Transformer encoder\nL = {shapes.num_layers} blocks", _COLOURS["encoder"], fontsize=11.5)
-    _arrow(ax, (x, encoder_bottom), (x, 2.67), rf"{_shape(shapes.encoder_output)}  $\mathbf{{z}}_L$")
+    _arrow(ax, (x, encoder_bottom), (x, 2.67), rf"{list(shapes.encoder_output)}  $\mathbf{{z}}_L$")
     _box(ax, (x, 2.38), (3.9, 0.58), r"LayerNorm of the class token's state $\mathbf{z}_L^0$", _COLOURS["norm"])
-    _arrow(ax, (x, 2.09), (x, 1.61), rf"{_shape(shapes.class_token_output)}  $\mathbf{{y}}$")
+    _arrow(ax, (x, 2.09), (x, 1.61), rf"{list(shapes.class_token_output)}  $\mathbf{{y}}$")
     _box(ax, (x, 1.35), (2.4, 0.52), "MLP head", _COLOURS["head"])
-    _arrow(ax, (x, 1.09), (x, 0.62), _shape(shapes.logits))
+    _arrow(ax, (x, 1.09), (x, 0.62), str(list(shapes.logits)))
     classes = "the 1000 ImageNet classes" if shapes.logits[-1] == 1000 else f"the {shapes.logits[-1]} classes"
     ax.text(x, 0.42, f"class: one score for each of {classes}", ha="center", va="center", fontsize=10.5)
     for y_text, equations in ((5.7, "equation 1"), ((encoder_top + encoder_bottom) / 2, "equations 2, 3"),
@@ -222,7 +186,7 @@ def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: flo
     x = (left + right) / 2 + 0.05
     ax.text((left + right) / 2, top - 0.4, f"Transformer encoder block\n(one of L = {shapes.num_layers})",
             ha="center", va="center", fontsize=11.5, fontweight="bold", linespacing=1.3)
-    tokens = _shape(shapes.tokens)
+    tokens = str(list(shapes.tokens))
     ax.text(x, top - 1.0, rf"$\mathbf{{z}}_{{\ell-1}}$  {tokens}", ha="center", va="center", **_SHAPE_FONT)
     fork_1, plus_1, fork_2, plus_2 = top - 1.3, top - 3.7, top - 4.0, top - 6.75
     _arrow(ax, (x, top - 1.15), (x, top - 1.6))
@@ -248,11 +212,9 @@ def _draw_encoder_block(ax: plt.Axes, shapes: VitShapes, left: float, right: flo
 
 
 def plot_vit_overview(image: Union[PathLike, ImageLike, None] = None, preset: str = "vit_b_16",
-                      num_classes: int = 1000) -> Figure:
-    """Draw the paper's Figure 1 for ``preset`` (11 x 8.8 inches), with the tensor's shape on every arrow.
-
-    ``image`` (a path, PIL image, tensor [C, H, W] or array [H, W, C]) is cut into patches; None draws a
-    colour gradient in its place.
+                      num_classes: int = 1000) -> plt.Figure:
+    """Draw the paper's Figure 1 for ``preset`` (11 x 8.8 inches), with the tensor's shape on every arrow, cutting
+    ``image`` (a path, PIL image, tensor [C, H, W] or array [H, W, C]; None: a colour gradient) into patches.
 
     Raises:
         ValueError: ``preset`` is unknown, or ``image`` is not a single image.
@@ -261,8 +223,7 @@ def plot_vit_overview(image: Union[PathLike, ImageLike, None] = None, preset: st
     shapes = vit_shapes(preset, num_classes=num_classes)
     pixels = _image_pixels(image, *shapes.image[2:])
     figure = plt.figure(figsize=(_WIDTH, _HEIGHT))
-    ax = figure.add_axes((0, 0, 1, 1))
-    ax.set(xlim=(0, _WIDTH), ylim=(0, _HEIGHT), aspect="equal")
+    ax = figure.add_axes((0, 0, 1, 1), xlim=(0, _WIDTH), ylim=(0, _HEIGHT), aspect="equal")
     ax.axis("off")
     ax.text(0.35, _HEIGHT - 0.3, f"{shapes.name}: the paper's Figure 1, with the shape of the data on every arrow",
             ha="left", va="center", fontsize=13.5, fontweight="bold")
@@ -270,9 +231,8 @@ def plot_vit_overview(image: Union[PathLike, ImageLike, None] = None, preset: st
     encoder_top, encoder_bottom = _draw_main_flow(ax, shapes)
     left, right, top, bottom = 7.75, _WIDTH - 0.2, 8.05, 0.2
     _draw_encoder_block(ax, shapes, left, right, top, bottom)
-    for (x0, y0), (x1, y1) in (((_FLOW_X + 1.95, encoder_top), (left, top)),
-                               ((_FLOW_X + 1.95, encoder_bottom), (left, bottom))):
-        ax.plot([x0, x1], [y0, y1], color="#888888", linewidth=1.0, linestyle="--")
+    for encoder_y, block_y in ((encoder_top, top), (encoder_bottom, bottom)):  # the encoder box, enlarged
+        ax.plot([_FLOW_X + 1.95, left], [encoder_y, block_y], color="#888888", linewidth=1.0, linestyle="--")
     return figure
 
 

@@ -1,9 +1,5 @@
-"""The three panels of the paper's Figure 7 (section 4.5, "Inspecting Vision Transformer"; notebook 07): the principal
-components of the embedding filters E, the similarity of position embeddings, and the attended area by head and
-depth (``attention.mean_attention_distance``); ``plot_figure7`` draws all three in one row, as the paper does.
-
-Every function reads the course's ``model_builder.ViT`` (convert torchvision's: ``pretrained.vit_from_torchvision``).
-"""
+"""The paper's Figure 7 (section 4.5, notebook 07) from a ``model_builder.ViT`` (``pretrained.vit_from_torchvision``
+converts torchvision's): principal components of the filters E, position embedding similarity, attention distance."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -13,11 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from going_modular.model_builder import ViT
 from going_modular.figures.plotting import rescale_to_unit_range
+from going_modular.model_builder import ViT
 
-# The paper shows 28 components (4 rows of 7) in Figure 7, left.
-PAPER_NUM_COMPONENTS = 28
+PAPER_NUM_COMPONENTS = 28  # Figure 7, left: 4 rows of 7
 
 
 def _check_vit(model: ViT) -> None:
@@ -27,7 +22,6 @@ def _check_vit(model: ViT) -> None:
 
 
 def _check_similarity(similarity: torch.Tensor) -> tuple[int, int]:
-    """(rows, cols) of similarities [rows, cols, rows, cols]; ValueError for any other shape."""
     if similarity.ndim != 4 or tuple(similarity.shape[:2]) != tuple(similarity.shape[2:]):
         raise ValueError(f"Expected similarities [rows, cols, rows, cols], got shape {tuple(similarity.shape)}.")
     return tuple(similarity.shape[:2])
@@ -35,11 +29,9 @@ def _check_similarity(similarity: torch.Tensor) -> tuple[int, int]:
 
 @torch.no_grad()
 def patch_embedding_principal_components(model: ViT, num_components: int = PAPER_NUM_COMPONENTS) -> torch.Tensor:
-    """The first k principal components of the D patch-embedding filters [C, P, P] (Figure 7 left): [k, C, P, P].
-
-    "plausible basis functions for a low-dimensional representation of the fine structure within each patch": the
-    right singular vectors of the centred, flattened filters, largest variance first, each signed so that its entry
-    of largest magnitude is positive (SVD signs are arbitrary).
+    """The first k principal components of the D patch-embedding filters [C, P, P] (Figure 7 left): [k, C, P, P],
+    the right singular vectors of the centred, flattened filters, largest variance first, each signed so that its
+    entry of largest magnitude is positive (SVD signs are arbitrary).
 
     Raises:
         TypeError: ``model`` is not a ``model_builder.ViT``.
@@ -52,24 +44,19 @@ def patch_embedding_principal_components(model: ViT, num_components: int = PAPER
     if not 1 <= num_components <= limit:
         raise ValueError(f"num_components must be between 1 and min(D, C * P * P) = min{tuple(flat.shape)} = "
                          f"{limit}, got {num_components}.")
-    centred = flat - flat.mean(dim=0, keepdim=True)
-    _, _, right_vectors = torch.linalg.svd(centred, full_matrices=False)   # rows: principal directions
-    components = right_vectors[:num_components]
-    largest = components.abs().argmax(dim=1, keepdim=True)
-    components = components * torch.sign(components.gather(1, largest))
+    _, _, right_vectors = torch.linalg.svd(flat - flat.mean(dim=0, keepdim=True), full_matrices=False)
+    components = right_vectors[:num_components]                             # rows: principal directions
+    components = components * components.gather(1, components.abs().argmax(dim=1, keepdim=True)).sign()
     return components.reshape(num_components, *filters.shape[1:])
 
 
 @torch.no_grad()
 def position_embedding_similarity(model: ViT) -> torch.Tensor:
     """Cosine similarity of the position embeddings E_pos of every two patches (Figure 7 centre): [rows, cols, rows,
-    cols] on the CPU, the class token left out. "closer patches tend to have more similar position embeddings ...
-    patches in the same row/column have similar embeddings". TypeError unless ``model`` is a ``model_builder.ViT``.
-    """
+    cols] on the CPU, the class token left out. TypeError unless ``model`` is a ``model_builder.ViT``."""
     _check_vit(model)
     rows, cols = model.grid_size
-    patches = model.position_embedding.detach().float().cpu()[0, 1:]       # [N, D], class token left out
-    unit = F.normalize(patches, dim=-1)
+    unit = F.normalize(model.position_embedding.detach().float().cpu()[0, 1:], dim=-1)  # [N, D]
     return (unit @ unit.T).reshape(rows, cols, rows, cols)
 
 
@@ -86,12 +73,8 @@ def _mosaic(tiles: np.ndarray, ncols: int, gap: int, fill: float) -> np.ndarray:
 
 def plot_embedding_filters(components: torch.Tensor, ncols: int = 7, ax: Optional[plt.Axes] = None,
                            title: Optional[str] = "RGB embedding filters\n(first principal components)") -> plt.Figure:
-    """Draw components [k, 1 or 3, P, P] as tiles, first top left, ``ncols`` a row (Figure 7 left; 7 as the paper),
-    each stretched from its minimum (black) to its maximum (white) as the paper does; returns the Figure.
-
-    Raises:
-        ValueError: ``components`` is not [k, 1 or 3, P, P], or ``ncols`` is below 1.
-    """
+    """Draw components [k, 1 or 3, P, P] as tiles, ``ncols`` a row (Figure 7 left), each stretched from its minimum
+    (black) to its maximum (white) as the paper does; returns the Figure. ValueError otherwise, or for ``ncols`` < 1."""
     if components.ndim != 4 or components.shape[1] not in (1, 3):
         raise ValueError(f"Expected components [k, 1 or 3 channels, P, P], got shape {tuple(components.shape)}.")
     if ncols < 1:
@@ -100,9 +83,8 @@ def plot_embedding_filters(components: torch.Tensor, ncols: int = 7, ax: Optiona
     ncols = min(ncols, count)
     tiles = np.stack([rescale_to_unit_range(component).permute(1, 2, 0).expand(height, width, 3).numpy()
                       for component in components.detach().float().cpu()])
-    mosaic = _mosaic(tiles, ncols, gap=max(1, height // 8), fill=1.0)  # white between tiles
     ax = ax if ax is not None else plt.subplots(figsize=(1.0 * ncols, 1.0 * -(-count // ncols) + 0.6))[1]
-    ax.imshow(mosaic, interpolation="nearest")
+    ax.imshow(_mosaic(tiles, ncols, gap=max(1, height // 8), fill=1.0), interpolation="nearest")  # white gaps
     ax.axis("off")
     if title:
         ax.set_title(title)
@@ -112,9 +94,8 @@ def plot_embedding_filters(components: torch.Tensor, ncols: int = 7, ax: Optiona
 def plot_position_similarity(similarity: torch.Tensor, ax: Optional[plt.Axes] = None,
                              title: Optional[str] = "Position embedding similarity",
                              cmap: str = "viridis") -> plt.Figure:
-    """Draw similarities [rows, cols, rows, cols] as a grid of small maps (Figure 7 centre), the one at (r, c)
-    comparing patch (r, c) with every patch, -1 to 1, in one mosaic image; returns the Figure. ValueError unless
-    ``similarity`` is [rows, cols, rows, cols]."""
+    """Draw similarities [rows, cols, rows, cols] as one mosaic of small maps (Figure 7 centre), the one at (r, c)
+    comparing patch (r, c) with every patch, -1 to 1; returns the Figure. ValueError for any other shape."""
     rows, cols = _check_similarity(similarity)
     values = similarity.detach().float().cpu().numpy().reshape(rows * cols, rows, cols)
     mosaic = _mosaic(values, cols, gap=1, fill=np.nan)  # NaN gaps are drawn blank
@@ -124,8 +105,7 @@ def plot_position_similarity(similarity: torch.Tensor, ax: Optional[plt.Axes] = 
     ax.set_yticks([row * (rows + 1) + (rows - 1) / 2 for row in range(rows)], [str(r + 1) for r in range(rows)])
     ax.tick_params(length=0, labelsize=7)
     ax.set(xlabel="Input patch column", ylabel="Input patch row")
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+    ax.spines[:].set_visible(False)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
     if title:
         ax.set_title(title)
@@ -136,18 +116,12 @@ def plot_similarity_of_patches(similarity: torch.Tensor, patches: Sequence[tuple
                                axes: Optional[Sequence[plt.Axes]] = None, label: str = "",
                                cmap: str = "viridis") -> plt.Figure:
     """Draw the maps of a few patches (row, col) from similarities [rows, cols, rows, cols], one enlarged panel each,
-    the patch marked in red, -1 to 1.
-
-    Raises:
-        ValueError: ``similarity`` is not [rows, cols, rows, cols], or a patch lies outside the grid.
-    """
+    the patch marked in red, -1 to 1. ValueError for any other shape, or a patch outside the grid."""
     rows, cols = _check_similarity(similarity)
-    outside = [patch for patch in patches if not (0 <= patch[0] < rows and 0 <= patch[1] < cols)]
-    if outside:
+    if outside := [patch for patch in patches if not (0 <= patch[0] < rows and 0 <= patch[1] < cols)]:
         raise ValueError(f"Patches {outside} lie outside the {rows} x {cols} grid (rows and columns count from 0).")
     if axes is None:
-        _, axes = plt.subplots(1, len(patches), figsize=(3.2 * len(patches), 3.2), squeeze=False)
-        axes = axes[0]
+        axes = plt.subplots(1, len(patches), figsize=(3.2 * len(patches), 3.2), squeeze=False)[1][0]
     for ax, (row, col) in zip(axes, patches):
         ax.imshow(similarity[row, col].detach().float().cpu().numpy(), cmap=cmap, vmin=-1, vmax=1)
         ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
@@ -160,17 +134,9 @@ def plot_mean_attention_distance(distances_per_layer: torch.Tensor, ax: Optional
                                  title: Optional[str] = "Mean attention distance per head",
                                  reference_distance: Optional[float] = None,
                                  y_max: Optional[float] = None) -> plt.Figure:
-    """Scatter each head's mean attention distance [layers, heads] (pixels) against its layer (Figure 7 right);
-    returns the Figure.
-
-    Args:
-        reference_distance: a dashed line at this distance, e.g. that of uniform attention.
-        y_max: the top of the y axis, the same for panels compared side by side; None: 10 % above the highest.
-
-    Raises:
-        ValueError: ``distances_per_layer`` is not [layers, heads], or ``y_max`` is below a point or
-            the reference line (the message names both).
-    """
+    """Scatter each head's mean attention distance [layers, heads] in pixels against its layer (Figure 7 right), a
+    dashed line at ``reference_distance`` (e.g. uniform attention's), the y axis up to ``y_max`` (None: 10 % above the
+    highest); returns the Figure. ValueError when the shape is wrong or ``y_max`` would cut off a point or the line."""
     if distances_per_layer.ndim != 2:
         raise ValueError(f"Expected distances [layers, heads], got shape {tuple(distances_per_layer.shape)}.")
     values = distances_per_layer.detach().float().cpu().numpy()
@@ -202,7 +168,7 @@ def plot_figure7(components: torch.Tensor, similarity: torch.Tensor, distances_p
     """Draw the three panels of Figure 7 on a row of three ``axes`` (default: a new figure), ``label`` (the model)
     added to each title; returns the Figure. ValueError when ``axes`` is not three Axes or an input is mis-shaped."""
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.25, 1.1, 1.0]})
+        axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.25, 1.1, 1.0]})[1]
     axes = list(np.ravel(axes))
     if len(axes) != 3:
         raise ValueError(f"plot_figure7 draws three panels and needs three Axes, got {len(axes)}.")

@@ -1,15 +1,12 @@
-"""Plots the course draws more than once: loss and accuracy curves, accuracy against the number of training photos,
-image batches, patches, feature maps."""
+"""Plots the course draws in more than one notebook, and the image helpers the other figures share."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 from PIL import Image
 
@@ -23,8 +20,7 @@ ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None, title: Optional[str] = None):
     """Plot ``engine.train``'s training and test loss and accuracy per epoch, side by side, also as a PNG at
     ``save_path`` if given; returns the Figure. KeyError when ``results`` lacks a train/test loss/acc list."""
-    missing = {"train_loss", "test_loss", "train_acc", "test_acc"} - set(results)
-    if missing:
+    if missing := {"train_loss", "test_loss", "train_acc", "test_acc"} - set(results):
         raise KeyError(f"results is missing {sorted(missing)}; pass the dictionary returned by engine.train.")
     epochs = range(1, len(results["train_loss"]) + 1)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -34,10 +30,9 @@ def plot_loss_curves(results: Results, save_path: Union[str, Path, None] = None,
         axis.set(title="Loss" if metric == "loss" else "Accuracy", xlabel="Epochs")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.5
         axis.legend(fontsize=11)
-    _finish(figure, title)
+    finish_figure(figure, title)
     if save_path is not None:
-        save_path = Path(save_path)
-        save_path.parent.mkdir(parents=True, exist_ok=True)
+        Path(save_path).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(save_path, dpi=100)
     return figure
 
@@ -54,18 +49,17 @@ def plot_accuracy_against_photos(accuracies: Mapping[str, Mapping[int, Sequence[
         spreads = np.array([np.std(by_photos[count], ddof=1) if len(by_photos[count]) > 1 else 0.0 for count in photos])
         (line,) = axis.plot(photos, means, marker="o", label=model)
         axis.fill_between(photos, means - spreads, means + spreads, color=line.get_color(), alpha=0.2)
-    axis.set_xscale("log")
-    axis.set_xticks(sorted({count for by_photos in accuracies.values() for count in by_photos}))
+    axis.set(xscale="log", xticks=sorted({count for by_photos in accuracies.values() for count in by_photos}),
+             xlabel="training photos", ylabel="accuracy", title=title)
     axis.xaxis.set_major_formatter(ScalarFormatter())  # 28, 56, ... rather than powers of ten
     axis.xaxis.set_minor_locator(NullLocator())
-    axis.set(xlabel="training photos", ylabel="accuracy", title=title)
     axis.legend()
     return axis
 
 
 def image_to_hwc(image: ImageLike) -> np.ndarray:
-    """A PIL image, a tensor [C, H, W] in [0, 1] or an array [H, W, C] -> float array [H, W, C] in [0, 1];
-    ValueError unless the tensor or array is a single 3-dimensional image."""
+    """A PIL image, a tensor [C, H, W] in [0, 1] or an array [H, W, C] (0-255 or 0-1) -> float array [H, W, C] in
+    [0, 1]; ValueError unless the tensor or array is a single 3-dimensional image."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     if isinstance(image, torch.Tensor):
@@ -84,18 +78,18 @@ def rescale_to_unit_range(values: torch.Tensor) -> torch.Tensor:
     return (values - low) / (high - low) if high > low else torch.zeros_like(values)
 
 
-def _panel_grid(count: int, ncols: int, width: float, height: float) -> tuple[Figure, list[plt.Axes]]:
+def panel_grid(count: int, ncols: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
     """A figure with room for ``count`` panels, at most ``ncols`` a row, each width x height inches, axes hidden."""
     ncols = max(1, min(ncols, count))
-    nrows = math.ceil(count / ncols)
+    nrows = -(-count // ncols)  # rounded up
     figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     return figure, list(axes.flat)
 
 
-def _finish(figure: Figure, title: Optional[str]) -> Figure:
-    """Add the title, if any, and lay the panels out."""
+def finish_figure(figure: plt.Figure, title: Optional[str]) -> plt.Figure:
+    """``figure`` titled ``title`` (when given) and laid out tight."""
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -103,23 +97,23 @@ def _finish(figure: Figure, title: Optional[str]) -> Figure:
 
 
 def plot_image_batch(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], ncols: int = 8,
-                     title: Optional[str] = None, panel_size: float = 1.5) -> Figure:
+                     title: Optional[str] = None, panel_size: float = 1.5) -> plt.Figure:
     """Show a batch [B, C, H, W] in [0, 1] as a grid, each image titled with its class name (notebook 00), panels
     ``panel_size`` inches wide; returns the Figure. ValueError unless ``images`` is 4-D and as long as ``labels``."""
     if images.ndim != 4:
         raise ValueError(f"Expected a batch [batch, channels, height, width], got shape {tuple(images.shape)}.")
     if len(images) != len(labels):
         raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
-    figure, axes = _panel_grid(len(images), ncols, panel_size, panel_size + 0.25)
+    figure, axes = panel_grid(len(images), ncols, panel_size, panel_size + 0.25)
     for axis, image, label in zip(axes, images, labels):
         axis.imshow(image_to_hwc(image))
         axis.set_title(class_names[int(label)], fontsize=9)
-    return _finish(figure, title)
+    return finish_figure(figure, title)
 
 
 def plot_augmentations(image: Image.Image, transform: Transform, num_samples: int = 8, ncols: int = 4,
                        mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                       title: Optional[str] = None, panel_size: float = 1.6) -> Figure:
+                       title: Optional[str] = None, panel_size: float = 1.6) -> plt.Figure:
     """The photo, then ``num_samples`` outputs of a random training ``transform`` (e.g.
     ``data_setup.train_transforms(96)``): what the model sees (notebook 05). ``mean``, ``std``: the normalisation
     the transform ends with, undone for display. ValueError when ``num_samples`` is below 1."""
@@ -129,24 +123,18 @@ def plot_augmentations(image: Image.Image, transform: Transform, num_samples: in
     panels = [("original", image_to_hwc(image))]
     panels += [(f"sample {i + 1}", image_to_hwc((transform(image) * std_t + mean_t).clamp(0, 1)))
                for i in range(num_samples)]
-    figure, axes = _panel_grid(len(panels), ncols, panel_size, panel_size + 0.3)
+    figure, axes = panel_grid(len(panels), ncols, panel_size, panel_size + 0.3)
     for axis, (label, picture) in zip(axes, panels):
         axis.imshow(picture)
         axis.set_title(label, fontsize=9)
-    return _finish(figure, title)
+    return finish_figure(figure, title)
 
 
 def plot_patch_grid(image: torch.Tensor, patch_size: int, num_rows: Optional[int] = None, gap: int = 2,
-                    show_numbers: bool = True, title: Optional[str] = None, figure_width: float = 8.0) -> Figure:
-    """Draw one image [C, H, W] cut into its P x P patches, ``gap`` white pixels apart, numbered (notebook 01).
-
-    The numbers run row by row from 1 to N = H W / P^2, the order of the sequence x_p^1 ... x_p^N of
-    equation 1. ``num_rows`` draws only the first rows of patches. Returns the Figure.
-
-    Raises:
-        ValueError: the image is not [C, H, W], ``patch_size`` is below 1 or does not divide a side, or
-            ``num_rows`` is outside 1 ... H / P.
-    """
+                    show_numbers: bool = True, title: Optional[str] = None, figure_width: float = 8.0) -> plt.Figure:
+    """Draw one image [C, H, W] cut into its P x P patches (P dividing both sides), ``gap`` white pixels apart
+    (notebook 01), numbered row by row from 1 to N = H W / P^2 as the sequence x_p^1 ... x_p^N of equation 1; only
+    the first ``num_rows`` (1 ... H / P) rows of patches if given. ValueError otherwise."""
     array = image_to_hwc(image)
     height, width = array.shape[:2]
     check_divisible_by_patch_size(height, width, patch_size)
@@ -155,46 +143,34 @@ def plot_patch_grid(image: torch.Tensor, patch_size: int, num_rows: Optional[int
     if not 1 <= num_rows <= rows:
         raise ValueError(f"num_rows must be between 1 and {rows} for this image, got {num_rows}.")
     step = patch_size + gap
-    canvas = np.ones((num_rows * step - gap, cols * step - gap, array.shape[2]), dtype=array.dtype)
-    for row in range(num_rows):
-        for col in range(cols):
-            canvas[row * step : row * step + patch_size, col * step : col * step + patch_size] = array[
-                row * patch_size : (row + 1) * patch_size, col * patch_size : (col + 1) * patch_size]
+    tiles = array[: num_rows * patch_size].reshape(num_rows, patch_size, cols, patch_size, -1)
+    tiles = np.pad(tiles, ((0, 0), (0, gap), (0, 0), (0, gap), (0, 0)), constant_values=1.0)  # white after each
+    canvas = tiles.reshape(num_rows * step, cols * step, -1)[: num_rows * step - gap, : cols * step - gap]
     inches_per_pixel = figure_width / canvas.shape[1]
     figure, axis = plt.subplots(figsize=(figure_width, max(1.0, canvas.shape[0] * inches_per_pixel) + 0.6))
     # The numbers scale with the patches: 5 points for the 0.55-inch patches of an 8-inch 14 x 14 grid.
     number_size = min(12.0, max(5.0, 9.0 * patch_size * inches_per_pixel))
-    tick_size = min(11.0, max(7.0, number_size))
     axis.imshow(canvas.squeeze(-1) if canvas.shape[2] == 1 else canvas, cmap="gray" if canvas.shape[2] == 1 else None)
-    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)],
-                    fontsize=tick_size)
-    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)],
-                    [str(row + 1) for row in range(num_rows)], fontsize=tick_size)
+    axis.set_xticks([col * step + patch_size / 2 for col in range(cols)], [str(col + 1) for col in range(cols)])
+    axis.set_yticks([row * step + patch_size / 2 for row in range(num_rows)], [str(row + 1) for row in range(num_rows)])
     axis.set(xlabel="patch column", ylabel="patch row")
-    axis.tick_params(length=0)
-    for spine in axis.spines.values():
-        spine.set_visible(False)
+    axis.tick_params(length=0, labelsize=min(11.0, max(7.0, number_size)))
+    axis.spines[:].set_visible(False)
     if show_numbers:
-        for row in range(num_rows):
-            for col in range(cols):
-                axis.text(col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=number_size,
-                          va="top", ha="left", color="white",
-                          bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0))
-    shown = num_rows * cols
-    axis.set_title(title or f"P = {patch_size}: {num_rows} x {cols} patches shown ({shown} of N = {rows} x {cols} = "
-                            f"{rows * cols})")
+        for row, col in np.ndindex(num_rows, cols):
+            axis.text(col * step + 1, row * step + 1, str(row * cols + col + 1), fontsize=number_size, va="top",
+                      ha="left", color="white",
+                      bbox=dict(boxstyle="square,pad=0.1", facecolor="black", alpha=0.55, linewidth=0))
+    axis.set_title(title or f"P = {patch_size}: {num_rows} x {cols} patches shown ({num_rows * cols} of N = {rows} x "
+                            f"{cols} = {rows * cols})")
     figure.tight_layout()
     return figure
 
 
 def plot_feature_maps(feature_maps: torch.Tensor, indices: Sequence[int], ncols: int = 5, title: Optional[str] = None,
-                      colorbar: bool = True) -> Figure:
-    """Show the channels ``indices`` of feature maps [D, h, w] or [1, D, h, w], e.g. x_p E (notebook 01), each with
-    a colour bar of its own range (``colorbar``); returns the Figure.
-
-    Raises:
-        ValueError: the tensor is not [D, h, w] or [1, D, h, w], ``indices`` is empty, or an index is out of range.
-    """
+                      colorbar: bool = True) -> plt.Figure:
+    """Show the channels ``indices`` (one or more, in 0 ... D - 1) of feature maps [D, h, w] or [1, D, h, w], e.g. x_p E
+    (notebook 01), each with a colour bar of its own range (``colorbar``); returns the Figure. ValueError otherwise."""
     if feature_maps.ndim == 4 and feature_maps.shape[0] == 1:
         feature_maps = feature_maps[0]
     if feature_maps.ndim != 3:
@@ -203,15 +179,12 @@ def plot_feature_maps(feature_maps: torch.Tensor, indices: Sequence[int], ncols:
     if not indices:
         raise ValueError("indices is empty; name at least one channel to show.")
     depth = feature_maps.shape[0]
-    bad = [index for index in indices if not 0 <= index < depth]
-    if bad:
+    if bad := [index for index in indices if not 0 <= index < depth]:
         raise ValueError(f"Channel indices {bad} are out of range for {depth} feature maps (0 ... {depth - 1}).")
-    maps = feature_maps.detach().cpu().float()
-    figure, axes = _panel_grid(len(indices), ncols, 2.7 if colorbar else 2.2, 2.3)
+    figure, axes = panel_grid(len(indices), ncols, 2.7 if colorbar else 2.2, 2.3)
     for axis, index in zip(axes, indices):
-        shown = axis.imshow(maps[index].numpy(), cmap="viridis")
+        shown = axis.imshow(feature_maps[index].detach().cpu().float().numpy(), cmap="viridis")
         axis.set_title(f"channel {index}", fontsize=9)
         if colorbar:
-            bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04)
-            bar.ax.tick_params(labelsize=7)
-    return _finish(figure, title)
+            figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+    return finish_figure(figure, title)

@@ -1,8 +1,7 @@
 """The ZTM chapter's import path, ``from going_modular.going_modular import data_setup, engine``: ``going_modular``.
 
 Every module of ``going_modular``, those of its subpackages too, is registered under both names, so that
-``going_modular.going_modular.engine is going_modular.engine``: one module object, never a second copy.
-"""
+``going_modular.going_modular.engine is going_modular.engine``: one module object, never a second copy."""
 import importlib
 import pkgutil
 import sys

@@ -1,12 +1,10 @@
-"""Checkpoints that let an interrupted training run (``python -m going_modular.train --resume``) continue
-as if it had never stopped. A checkpoint holds everything the rest of the run depends on:
+"""Checkpoints that let an interrupted training run (``python -m going_modular.train --resume``) continue as if it
+had never stopped, written atomically (a kill mid-write leaves the previous one), read with ``weights_only=True``:
 
     model, optimiser, LR scheduler, gradient scaler, EMA     their ``state_dict()``
     epoch, results so far, training seconds so far          where the run stands
     Python, NumPy, torch and CUDA generators, per process    the draws of the remaining epochs
     configuration                                           to refuse resuming with other settings
-
-Written atomically (a kill mid-write leaves the previous one), read with ``weights_only=True``.
 """
 from __future__ import annotations
 
@@ -31,29 +29,8 @@ class ResumeError(ValueError):
 
 
 def checkpoint_path(output_dir: Path, name: str) -> Path:
-    """Where a run named ``name`` keeps its checkpoint: ``output_dir / f"{name}_checkpoint.pth"``."""
+    """Where a run named ``name`` keeps its checkpoint."""
     return Path(output_dir) / f"{name}_checkpoint.pth"
-
-
-def rng_state() -> dict[str, Any]:
-    """The state of every random number generator the training loop draws from, in plain values."""
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Put every random number generator back into a state taken by ``rng_state``."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(
@@ -63,7 +40,12 @@ def save_checkpoint(
 ) -> Optional[Path]:
     """Write the state of a run after ``epoch`` to ``path``; ``path`` in the process that wrote it, else None. Under
     torchrun every process calls it (each gives its generators), rank 0 writes; ``model`` is not DDP-wrapped."""
-    rng_states = distributed.gather_objects(rng_state())
+    numpy_state = np.random.get_state()  # in plain values, for weights_only loading
+    generators = {"python": random.getstate(), "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+                  "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        generators["cuda"] = torch.cuda.get_rng_state_all()
+    rng_states = distributed.gather_objects(generators)
     if not distributed.is_main_process():
         return None
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": grad_scaler,
@@ -109,11 +91,9 @@ def restore(
     last: anything built afterwards would draw from the restored generators.
 
     Raises:
-        ResumeError: the checkpoint was written by another number of processes, or with or without a
-            scheduler, gradient scaler or EMA where this run differs.
+        ResumeError: another number of processes wrote it, or this run differs in having a scheduler, scaler or EMA.
     """
-    if rank >= len(state["rng_states"]):
-        processes = len(state["rng_states"])
+    if rank >= (processes := len(state["rng_states"])):
         raise ResumeError(f"The checkpoint was written by {processes} process(es); resume it with as many.")
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": grad_scaler,
              "averaged_model": averaged_model}
@@ -125,4 +105,38 @@ def restore(
     for name, part in parts.items():
         if part is not None:
             part.load_state_dict(state[name])
-    set_rng_state(state["rng_states"][rank])
+    generators = state["rng_states"][rank]
+    version, internal, gauss = generators["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = generators["numpy"]
+    np.random.set_state((numpy_state[0], np.array(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
+    torch.set_rng_state(generators["torch"])
+    if "cuda" in generators and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(generators["cuda"])
+
+
+def checkpoint_to_resume(path: Path, resume: bool, config: Mapping[str, Any], ignore: Iterable[str],
+                         results_path: Path) -> Optional[dict[str, Any]]:
+    """The checkpoint at ``path`` that ``train --resume`` continues, checked against this run's ``config`` (the keys
+    in ``ignore`` may differ); None for a new run (``resume`` False).
+
+    Raises:
+        ResumeError: a new run would overwrite an interrupted run's checkpoint, the run to resume has finished (its
+            results at ``results_path``), or the checkpoint was written with other settings.
+    """
+    if not resume:
+        if path.exists():  # a new run would overwrite it after its first epoch
+            raise ResumeError(f"{path} holds the checkpoint of an interrupted run. Add --resume to continue it, or "
+                              f"delete it (or choose another --output-dir or --model-name) to start a new run.")
+        return None
+    if not path.exists() and results_path.exists():
+        raise ResumeError(f"There is no checkpoint at {path}: the run finished (a finished run removes its "
+                          f"checkpoint), and its results are in {results_path}. To train again, omit --resume.")
+    state = load_checkpoint(path)
+    differences = config_differences(state["config"], config, ignore=ignore)
+    if differences:
+        raise ResumeError(f"The checkpoint {path} was written with other settings, so resuming would not continue "
+                          f"the same run: {'; '.join(differences)}. Give the flags of the interrupted run, or start a "
+                          f"new run without --resume.")
+    return state
+

@@ -7,19 +7,15 @@ import math
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import (DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset,
-                              default_collate)
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset, default_collate
 from torchvision.transforms import v2
 
 
 class MixUpCutMix:
-    """A training ``collate_fn`` that mixes each batch by MixUp or CutMix, one of them at random per batch (DeiT).
-
-    MixUp (Zhang et al., 2018) blends two images, x = l x_i + (1 - l) x_j; CutMix (Yun et al., 2019) pastes a
-    rectangle of x_j into x_i; the label becomes the same mixture of the two one-hot labels, l ~ Beta(alpha, alpha).
-    The labels come out as class probabilities [batch, num_classes], which ``nn.CrossEntropyLoss`` accepts. An alpha
-    of 0 leaves its mix out; ValueError when both are 0 or one is negative.
-    """
+    """A training ``collate_fn`` that mixes each batch by MixUp or CutMix, one at random per batch (DeiT): MixUp
+    (Zhang et al., 2018) blends two images, x = l x_i + (1 - l) x_j; CutMix (Yun et al., 2019) pastes a rectangle of
+    x_j into x_i; the labels, class probabilities [batch, num_classes], mix alike, l ~ Beta(alpha, alpha). An alpha
+    of 0 leaves its mix out; ValueError when both are 0 or one is negative."""
 
     def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0) -> None:
         if min(mixup_alpha, cutmix_alpha) < 0 or max(mixup_alpha, cutmix_alpha) == 0:
@@ -34,13 +30,9 @@ class MixUpCutMix:
 
 
 class RepeatedAugmentationSampler(Sampler[int]):
-    """Repeated augmentation (Hoffer et al., 2020; DeiT): each chosen photo ``repeats`` times in a row, each time
-    under a different random augmentation.
-
-    Every epoch shuffles the indices, keeps the first ceil(n / repeats) and yields each ``repeats`` times, n indices
-    in all: as many steps as a plain shuffle. The shuffle draws from the global generator, which ``utils.set_seeds``
-    seeds and a checkpoint saves, so a resumed run sees the same photos. ValueError when ``repeats`` is below 1.
-    """
+    """Repeated augmentation (Hoffer et al., 2020; DeiT): each epoch shuffles the n indices, keeps the first
+    ceil(n / repeats) and yields each ``repeats`` times in a row (each under its own augmentation), n in all. The
+    shuffle draws from the global generator, which a checkpoint saves. ValueError when ``repeats`` is below 1."""
 
     def __init__(self, num_images: int, repeats: int) -> None:
         if repeats < 1:
@@ -56,16 +48,15 @@ class RepeatedAugmentationSampler(Sampler[int]):
 
 
 def balanced_subset(labels: Sequence[int], size: int, seed: int) -> list[int]:
-    """The sorted indices of ``size`` photos, the classes as balanced as their counts allow, and nested: for one
-    ``seed``, every size's subset holds each smaller size's. They are the first ``size`` of one random order that
-    takes a photo of each class in turn: the training subsets of the paper's Figure 4 (section 4.3), in miniature.
-    ValueError unless ``size`` is between 1 and ``len(labels)``.
-    """
+    """The sorted indices of ``size`` photos, classes as balanced as their counts allow, nested (for one ``seed``,
+    each size's subset holds every smaller one's): the training subsets of Figure 4 (section 4.3), in miniature.
+    ValueError unless ``size`` is between 1 and ``len(labels)``."""
     if not 1 <= size <= len(labels):
         raise ValueError(f"A subset of {size} photos cannot be drawn from {len(labels)}: give 1 to {len(labels)}.")
     generator = torch.Generator().manual_seed(seed)
     by_class = [[index for index, label in enumerate(labels) if label == value] for value in sorted(set(labels))]
     shuffled = [[indices[i] for i in torch.randperm(len(indices), generator=generator)] for indices in by_class]
+    # The first ``size`` of one random order that takes a photo of each class in turn.
     in_turn = [index for turn in itertools.zip_longest(*shuffled) for index in turn if index is not None]
     return sorted(in_turn[:size])
 
@@ -85,18 +76,13 @@ class SubsetSampler(Sampler[int]):
 
 
 def preloaded(dataloader: DataLoader) -> DataLoader:
-    """The same evaluation DataLoader, its images transformed once and kept in memory as a ``TensorDataset``: the
-    same batches without decoding and resizing every photo each epoch (51 MB for 466 photos at 96 px). The transform
-    must draw nothing at random: it would be frozen at its first draw. ValueError when the DataLoader shuffles.
-    """
+    """The same evaluation DataLoader, its images transformed once and kept in memory (51 MB for 466 photos at
+    96 px), so no epoch decodes and resizes them again. The transform must draw nothing at random: it would be frozen
+    at its first draw. ValueError when the DataLoader shuffles."""
     if not isinstance(dataloader.sampler, SequentialSampler):
         raise ValueError("preloaded() is for evaluation DataLoaders, which keep their order; this one shuffles.")
-    return DataLoader(_tensors(dataloader.dataset), batch_size=dataloader.batch_size, shuffle=False,
-                      pin_memory=dataloader.pin_memory)
-
-
-def _tensors(dataset: Dataset) -> TensorDataset:
     # Indexed directly, not through a DataLoader: starting to iterate one draws a seed from the global random
     # generator, which would change the initial weights and data order of the run that follows.
-    images, labels = zip(*(dataset[index] for index in range(len(dataset))))
-    return TensorDataset(torch.stack(images), torch.as_tensor(labels))
+    images, labels = zip(*(dataloader.dataset[index] for index in range(len(dataloader.dataset))))
+    return DataLoader(TensorDataset(torch.stack(images), torch.as_tensor(labels)), batch_size=dataloader.batch_size,
+                      shuffle=False, pin_memory=dataloader.pin_memory)

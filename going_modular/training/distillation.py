@@ -6,8 +6,7 @@ A student learns from the true labels and from a frozen teacher that sees the sa
     soft:                (1 - lambda) CE(Z_cls, y) + lambda tau^2 KL(softmax(Z_t / tau) || softmax(Z_dist / tau))
 
 Z_cls and Z_dist are the student's class and distillation heads (``ViT(distillation_token=True)``); a student
-without a distillation token puts both terms on its one head. ``TeacherStudent`` runs both models in the course's
-loop unchanged; ``DistillationLoss`` is its loss; ``head_logits`` scores each head of a trained student.
+without a distillation token puts both terms on its one head.
 """
 from __future__ import annotations
 
@@ -32,17 +31,15 @@ class DistillationOutputs(NamedTuple):
 
 
 class TeacherStudent(nn.Module):
-    """The student, trained, beside a frozen teacher in evaluation mode: in training, both see the batch and the
-    forward pass returns ``DistillationOutputs``; in evaluation it is the student alone. Give the optimiser
-    ``student.parameters()``, and save the student."""
+    """The student beside a frozen teacher (always in eval mode): in training both see the batch and the forward pass
+    returns ``DistillationOutputs``; in evaluation it is the student alone. Optimise and save the student."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
         super().__init__()
         self.student, self.teacher = student, teacher.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> "TeacherStudent":
-        self.training = mode
-        self.student.train(mode)
+        super().train(mode)
         self.teacher.eval()  # its dropout and BatchNorm statistics never change
         return self
 
@@ -57,16 +54,9 @@ class TeacherStudent(nn.Module):
 
 
 class DistillationLoss(nn.Module):
-    """DeiT's objective on ``DistillationOutputs``; on a plain tensor of logits (evaluation) ``base_loss`` alone.
-
-    Args:
-        base_loss: the loss on the true labels (the recipe's cross-entropy, label smoothing and all).
-        kind: "hard" or "soft" (module docstring).
-        temperature: tau of soft distillation.
-        weight: lambda of soft distillation.
-    Raises:
-        ValueError: an unknown kind.
-    """
+    """DeiT's objective (module docstring; ``temperature`` tau, ``weight`` lambda) on ``DistillationOutputs``; on
+    plain logits (evaluation) ``base_loss`` alone, the loss on the true labels (the recipe's cross-entropy).
+    ValueError for an unknown kind."""
 
     def __init__(self, base_loss: nn.Module, kind: str = "hard", temperature: float = SOFT_TEMPERATURE,
                  weight: float = SOFT_WEIGHT) -> None:
@@ -90,17 +80,12 @@ class DistillationLoss(nn.Module):
 
 @torch.no_grad()
 def head_logits(student: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A trained ``ViT(distillation_token=True)``'s logits on ``images``, each head alone and their average
-    (what the model predicts): {"class": ..., "distillation": ..., "average": ...}.
-
-    Raises:
-        ValueError: the model has no distillation token.
+    """A ``ViT(distillation_token=True)``'s logits (eval mode) from each head alone and their average, what the model
+    predicts: {"class": ..., "distillation": ..., "average": ...}; ValueError when the model has no distillation token.
     """
     if getattr(student, "head_dist", None) is None:
         raise ValueError("This model has no distillation token: build it with ViT(distillation_token=True).")
+    features = student.eval().forward_features(images)
+    logits = student.train().forward_head(features)  # in training mode: the two heads' logits apart
     student.eval()
-    features = student.forward_features(images)
-    class_logits = student.head(student.pre_logits(features[:, 0]))
-    distillation_logits = student.head_dist(student.pre_logits(features[:, 1]))
-    return {"class": class_logits, "distillation": distillation_logits,
-            "average": averaged_logits((class_logits, distillation_logits))}
+    return {"class": logits[0], "distillation": logits[1], "average": averaged_logits(logits)}

@@ -3,19 +3,19 @@
     torchrun --nproc_per_node=4 -m going_modular.train --model vit_s_16 --epochs 100
 
 Each process trains a copy of the model on its own shard of the data; DDP averages the gradients in
-``backward()``. This module joins the process group (``init_from_env``), shards the data
-(``shard_dataloaders``) and lets only rank 0 write files (``is_main_process``). ``engine`` sums the metrics
-over processes. Without ``torchrun`` (no ``WORLD_SIZE``) none of this is used.
+``backward()``; ``engine`` sums the metrics over processes. Without ``torchrun`` none of this is used.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,8 @@ def is_main_process() -> bool:
 def shard_dataloaders(
     train_dataloader: DataLoader, test_dataloader: DataLoader, context: DistributedContext, seed: int
 ) -> tuple[DataLoader, DataLoader]:
-    """Rebuild both dataloaders so that each process reads only its share (batch size stays per process). Training:
-    each epoch one shuffle (seeded by ``seed`` and the epoch) cut into ``world_size`` equal shards, repeating up to
-    ``world_size - 1`` images; testing: ``shard_eval_dataloader``."""
+    """Both dataloaders reading only this process's share, batch size per process. Training: each epoch one shuffle
+    (seeded by ``seed`` and the epoch) cut into equal shards, repeating up to ``world_size - 1`` images."""
     train_sampler = DistributedSampler(train_dataloader.dataset, num_replicas=context.world_size, rank=context.rank,
                                        shuffle=True, seed=seed)
     # Each shard's last, incomplete batch is dropped (when a full one remains): with many processes it is
@@ -100,3 +99,21 @@ def gather_objects(value: object) -> list:
     values: list = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)
     return values
+
+
+def from_rank_zero(compute: Callable[[], T], context: Optional[DistributedContext]) -> T:
+    """``compute()``, run by rank 0 alone under torchrun (a download, say), its result or error sent to every
+    process; in a plain run, just ``compute()``."""
+    if context is None:
+        return compute()
+    outcome: list = [None]
+    if context.rank == 0:
+        try:
+            outcome[0] = compute()
+        except Exception as error:  # every process must stop with rank 0's error, not wait for it forever
+            outcome[0] = error
+    dist.broadcast_object_list(outcome, src=0)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+

@@ -1,13 +1,7 @@
-"""The optimisation recipe of the paper (section 4.1, appendix B.1, Table 3), built from PyTorch's parts.
-
-    Adam(W), beta1 = 0.9, beta2 = 0.999, weight decay 0.1 (pre-training)    -> ``create_optimizer``
-    SGD with momentum 0.9, no weight decay (fine-tuning, B.1.1)             -> ``create_optimizer(optimizer="sgd")``
-    no weight decay on biases, norms, class token, position embedding      -> ``param_groups``
-    linear warmup, then cosine or linear decay, per optimisation step      -> ``create_scheduler``
-    global-norm gradient clipping at 1.0                                   -> ``engine.train(max_grad_norm=1.0)``
-
-``TRAINING_RECIPES`` are whole configurations of ``python -m going_modular.train`` under one name.
-"""
+"""The optimisation recipe of the paper (section 4.1, appendix B.1, Table 3), built from PyTorch's parts: AdamW for
+pre-training, SGD for fine-tuning, no weight decay on biases, norms and embeddings, linear warmup then a decay per
+step; its clipping at 1.0 is ``engine.train(max_grad_norm=1.0)``. ``TRAINING_RECIPES`` are whole configurations of
+``python -m going_modular.train`` under one name."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -23,10 +17,9 @@ DECAY_SCHEDULES = ("cosine", "linear", "none")
 OPTIMIZERS = ("adamw", "sgd")
 
 # Flag name -> value. "small-data": the course's recipe for pizza_steak_sushi's 225 photos, chosen on the validation
-# set (benchmarks/README.md, "On the validation set"): the hybrid input (section 3.1) with 1 x 1 patches of the
-# stem's 6 x 6 map, 6 layers of ViT-Ti's width. "ztm": the ZTM course's ViT-B/16 run (with AdamW, not Adam's L2).
-# "finetune": every weight of the pretrained ViT-Ti/16 fine-tuned as in appendix B.1.1 (batch 32, not 512); the
-# weights bring their architecture and dropout, so it sets none of the ViT's flags.
+# set (benchmarks/README.md): the hybrid input (section 3.1), 1 x 1 patches of the stem's 6 x 6 map, 6 layers of
+# ViT-Ti's width. "ztm": the ZTM course's ViT-B/16 run (with AdamW). "finetune": every weight of the pretrained
+# ViT-Ti/16 fine-tuned as in appendix B.1.1 (batch 32, not 512), with the weights' own architecture and dropout.
 TRAINING_RECIPES: dict[str, dict[str, Any]] = {
     "small-data": {
         "model": "vit_ti_16", "stem_channels": [24, 48, 96, 192], "patch_size": 1, "num_transformer_layers": 6,
@@ -72,11 +65,8 @@ def model_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     """The ``model_builder.create_vit`` keyword arguments of a recipe (or of the parsed flags); a value that is None
     or missing keeps the preset's own."""
     dropout = values.get("dropout")
-    overrides = {"img_size": values["image_size"], "drop_path_rate": values.get("drop_path_rate"),
-                 "pool": values.get("pool"), "embedding_dropout": dropout, "proj_dropout": dropout,
-                 "mlp_dropout": dropout, "patch_size": values.get("patch_size"),
-                 "num_transformer_layers": values.get("num_transformer_layers"),
-                 "stem_channels": values.get("stem_channels")}
+    overrides = {"img_size": values["image_size"], "embedding_dropout": dropout, "proj_dropout": dropout,
+                 "mlp_dropout": dropout, **{name: values.get(name) for name in VIT_FLAGS if name != "dropout"}}
     return {name: value for name, value in overrides.items() if value is not None}
 
 
@@ -90,23 +80,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """[decayed, not decayed] trainable parameters: biases, norms and ``NO_WEIGHT_DECAY_NAMES`` get no decay."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        skip = parameter.ndim < 2 or name.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES
-        (no_decay if skip else decay).append(parameter)
+        if parameter.requires_grad:
+            skip = parameter.ndim < 2 or name.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_NAMES
+            (no_decay if skip else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def create_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
-    optimizer: str = "adamw",
-) -> torch.optim.Optimizer:
+def create_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
+                     optimizer: str = "adamw") -> torch.optim.Optimizer:
     """AdamW with the paper's betas (pre-training, B.1), or SGD with momentum 0.9 (fine-tuning, B.1.1, where
-    ``weight_decay`` is 0); either way the weight decay skips biases, norms and embeddings.
-
-    Raises:
-        ValueError: an unknown ``optimizer``, or a learning rate or weight decay that torch refuses.
-    """
+    ``weight_decay`` is 0); either way the weight decay skips biases, norms and embeddings. ValueError for an unknown
+    ``optimizer``, or a learning rate or weight decay that torch refuses."""
     # weight_decay is also the default so that torch checks it (ValueError); each group sets its own.
     if optimizer == "sgd":
         return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=0.9, weight_decay=weight_decay)
@@ -117,19 +101,16 @@ def create_optimizer(
 
 def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
                      min_lr_ratio: float = 0.0) -> LRScheduler:
-    """Linear warmup to the optimizer's lr, then ``decay`` to ``min_lr_ratio`` of it, per optimisation step (B.1).
-
-    Raises:
-        ValueError: for an unknown decay, or warmup_steps outside [0, total_steps].
-    """
+    """Linear warmup to the optimizer's lr, then ``decay`` to ``min_lr_ratio`` of it, per optimisation step (B.1);
+    ValueError for an unknown decay, or warmup_steps outside [0, total_steps]."""
     if decay not in DECAY_SCHEDULES:
         raise ValueError(f"decay must be one of {DECAY_SCHEDULES}, got {decay!r}.")
     if not 0 <= warmup_steps <= total_steps:
         raise ValueError(f"warmup_steps ({warmup_steps}) must be between 0 and total_steps ({total_steps}).")
     decay_steps = max(total_steps - warmup_steps, 1)
     if decay == "cosine":
-        peak_lr = optimizer.param_groups[0]["lr"]
-        after_warmup: LRScheduler = CosineAnnealingLR(optimizer, T_max=decay_steps, eta_min=peak_lr * min_lr_ratio)
+        eta_min = optimizer.param_groups[0]["lr"] * min_lr_ratio
+        after_warmup: LRScheduler = CosineAnnealingLR(optimizer, T_max=decay_steps, eta_min=eta_min)
     else:  # "none" is a linear decay to 1.0 of the peak
         end = min_lr_ratio if decay == "linear" else 1.0
         after_warmup = LinearLR(optimizer, start_factor=1.0, end_factor=end, total_iters=decay_steps)

@@ -1,9 +1,7 @@
 """The course's validation set: photos to choose a recipe by, so that the 75 test photos report it once.
-
 ``pizza_steak_sushi`` (10 % of Food-101's pizza, steak and sushi) and ``pizza_steak_sushi_20_percent`` were drawn
 separately, with files named by their Food-101 id. The 20 % split's photos in neither the 10 % split's train nor
-test set (391 of 600) are the validation set, ``pizza_steak_sushi_validation/<class>/<photo>.jpg``, links to them.
-"""
+test set (391 of 600) are the validation set, ``pizza_steak_sushi_validation/<class>/<photo>.jpg``, links to them."""
 from __future__ import annotations
 
 import os
@@ -22,21 +20,6 @@ from going_modular.utils import PathLike
 VALIDATION_FOLDER = "pizza_steak_sushi_validation"
 
 
-def validation_photos(ten_percent_dir: PathLike, twenty_percent_dir: PathLike) -> dict[str, list[Path]]:
-    """Class name -> sorted paths of the 20 % split's photos whose file names the 10 % split does not hold.
-
-    Raises:
-        FileNotFoundError: a split's train/ or test/ folder is missing.
-        DataError: the two splits have different class folders.
-    """
-    ten, twenty = _photos_by_class(Path(ten_percent_dir)), _photos_by_class(Path(twenty_percent_dir))
-    if ten.keys() != twenty.keys():
-        raise data_setup.DataError(f"The two splits have different class folders: {sorted(ten)} in {ten_percent_dir}, "
-                                   f"{sorted(twenty)} in {twenty_percent_dir}. Both must split the same dataset.")
-    seen = {path.name for paths in ten.values() for path in paths}
-    return {name: sorted(path for path in paths if path.name not in seen) for name, paths in sorted(twenty.items())}
-
-
 def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
     photos: dict[str, list[Path]] = {}
     for split in ("train", "test"):
@@ -53,14 +36,21 @@ def _photos_by_class(split_dir: Path) -> dict[str, list[Path]]:
 
 def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLike,
                            destination: Optional[PathLike] = None) -> Path:
-    """Make (or reuse) ``destination/<class>/<photo>`` (default ``<data dir>/pizza_steak_sushi_validation``), links
-    into the 20 % split (copies where links fail), built beside it and renamed into place.
+    """Make (or reuse) ``destination/<class>/<photo>`` (default ``<data dir>/pizza_steak_sushi_validation``): links
+    to the 20 % split's photos whose file names the 10 % split does not hold (copies where links fail), built beside
+    it and renamed into place.
 
     Raises:
-        FileNotFoundError: a split is missing.
-        DataError: ``destination`` holds other photos (delete it to rebuild), or no photo is left.
+        FileNotFoundError: a split's train/ or test/ folder is missing.
+        DataError: the splits have different class folders, no photo is left, or ``destination`` holds other
+            photos (delete it to rebuild).
     """
-    photos = validation_photos(ten_percent_dir, twenty_percent_dir)
+    ten, twenty = _photos_by_class(Path(ten_percent_dir)), _photos_by_class(Path(twenty_percent_dir))
+    if ten.keys() != twenty.keys():
+        raise data_setup.DataError(f"The two splits have different class folders: {sorted(ten)} in {ten_percent_dir}, "
+                                   f"{sorted(twenty)} in {twenty_percent_dir}. Both must split the same dataset.")
+    seen = {path.name for paths in ten.values() for path in paths}
+    photos = {name: sorted(path for path in paths if path.name not in seen) for name, paths in sorted(twenty.items())}
     destination = Path(destination) if destination is not None else settings.get_data_dir() / VALIDATION_FOLDER
     expected = {(name, path.name) for name, paths in photos.items() for path in paths}
     if not expected:
@@ -77,20 +67,16 @@ def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLi
         building = Path(scratch) / destination.name
         for name, paths in photos.items():
             (building / name).mkdir(parents=True)
+            final_folder = (destination / name).resolve()
             for path in paths:
-                _link_or_copy(path, building / name / path.name, final=destination / name / path.name)
+                try:  # a relative link, right once the folder is moved into place
+                    os.symlink(os.path.relpath(path.resolve(), final_folder), building / name / path.name)
+                except OSError:
+                    shutil.copy2(path, building / name / path.name)
         os.replace(building, destination)
     print(f"[INFO] Validation set ready in {settings.display_path(destination)}: {len(expected)} photos "
           f"({', '.join(f'{name} {len(paths)}' for name, paths in photos.items())})")
     return destination
-
-
-def _link_or_copy(source: Path, target: Path, final: Path) -> None:
-    """A relative symbolic link at ``target`` that will point to ``source`` once moved to ``final``."""
-    try:
-        os.symlink(os.path.relpath(source.resolve(), final.parent.resolve()), target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def download_validation_split(data_dir: Optional[PathLike] = None) -> Path:
