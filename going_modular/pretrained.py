@@ -175,15 +175,16 @@ def resize_position_embedding(position_embedding: torch.Tensor, grid_size: Image
     rows, columns = to_pair(grid_size, name="grid_size")
     if position_embedding.dim() != 3 or position_embedding.shape[0] != 1:
         raise ValueError(f"Expected a position embedding shaped [1, 1 + N, D], got {tuple(position_embedding.shape)}.")
-    num_patches = position_embedding[:, 1:].shape[1]
-    side = math.isqrt(num_patches)
-    if side * side != num_patches:
-        raise ValueError(f"The {num_patches} patch positions do not form a square grid.")
-    if (side, side) == (rows, columns):
+    class_position, patch_positions = position_embedding[:, :1], position_embedding[:, 1:]
+    old_side = math.isqrt(patch_positions.shape[1])
+    if old_side * old_side != patch_positions.shape[1]:
+        raise ValueError(f"The {patch_positions.shape[1]} patch positions do not form a square grid.")
+    if (old_side, old_side) == (rows, columns):
         return position_embedding
-    grid = position_embedding[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
+    grid = patch_positions.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2)  # [1, D, side, side]
     grid = F.interpolate(grid, size=(rows, columns), mode="bicubic", align_corners=False)
-    return torch.cat((position_embedding[:, :1], grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)), dim=1)
+    patch_positions = grid.permute(0, 2, 3, 1).reshape(1, rows * columns, -1)
+    return torch.cat((class_position, patch_positions), dim=1)
 
 
 # (ours, timm's) name prefixes (timm's vision_transformer.py); norm.* and head.* are named alike.
