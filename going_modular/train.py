@@ -154,8 +154,11 @@ def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any], **op
     group = parser.add_argument_group("distillation through attention (DeiT, Touvron et al. 2021)")
     group.add_argument("--distill", choices=distillation.DISTILLATION_KINDS, help="Learn from --teacher too: hard "
                        "(its predicted class) or soft (its probabilities at temperature 3, weight 0.1).")
-    group.add_argument("--teacher", type=Path, help="The teacher: a --model resnet18 run's weights (<name>.pth), "
-                       "trained on the same classes; it sees each augmented batch the student sees.")
+    group.add_argument("--teacher", type=Path, help="The teacher: the weights (<name>.pth) of a --teacher-model run "
+                       "on the same classes; it sees each augmented batch the student sees.")
+    group.add_argument("--teacher-model", default="resnet18", choices=["resnet18", *pretrained.PRETRAINED_WEIGHTS],
+                       help="The teacher's architecture: resnet18 from scratch, or those pretrained weights' ViT "
+                            "fine-tuned on the same classes at their resolution (it sees each batch resized).")
     group.add_argument("--distillation-token", action=argparse.BooleanOptionalAction, help="With --distill, a ViT "
                        "student gets DeiT's distillation token and head (default); --no-distillation-token puts the "
                        "teacher's term on the class token's head.")
@@ -260,8 +263,8 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         model = _create_model(args, len(class_names)).to(device)
         trained_model = model
         if args.distill is not None:  # the teacher runs beside the student; only the student trains and is saved
-            teacher = CNN_MODELS["resnet18"](weights=None, num_classes=len(class_names))
-            trained_model = distillation.TeacherStudent(model, utils.load_model(teacher, args.teacher, device))
+            trained_model = distillation.TeacherStudent(model, distillation.load_teacher(
+                args.teacher_model, args.teacher, len(class_names), device))
         if context is not None:
             utils.set_seeds(args.seed + context.rank)  # different augmentation and dropout in each process
             train_dataloader, test_dataloader = distributed.shard_dataloaders(

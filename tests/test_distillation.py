@@ -168,3 +168,22 @@ def test_without_distill_the_course_model_has_no_distillation_token():
     options = train.parse_args([])
     assert options.distill is None and options.teacher is None
     assert not any("dist" in key for key in train._create_model(options, 3).state_dict())
+
+
+def test_a_pretrained_vit_teacher_sees_each_batch_resized_to_its_resolution(tmp_path):
+    """The "not from scratch" teacher: the fine-tuned ViT-Ti/16 at 224 pixels teaching a 96-pixel student."""
+    import torch.nn.functional as F
+
+    from going_modular import pretrained, utils
+
+    if not pretrained.pretrained_weights_path("vit_ti_16_augreg").exists():
+        pytest.skip("The ViT-Ti/16 weights are not staged; .ci/run stages them from ../shared/weights/.")
+    model, _ = pretrained.load_pretrained_vit("vit_ti_16_augreg", num_classes=3)
+    nn.init.normal_(model.head.weight)  # a head that tells the classes apart
+    utils.save_model(model, tmp_path, "teacher.pth")
+    teacher = distillation.load_teacher("vit_ti_16_augreg", tmp_path / "teacher.pth", 3, "cpu").eval()
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = model.eval()(F.interpolate(images, size=224, mode="bicubic", antialias=True))
+        torch.testing.assert_close(teacher(images), expected)
+    assert expected.abs().max() > 0.1

@@ -10,12 +10,16 @@ without a distillation token puts both terms on its one head.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
+from torchvision.transforms import InterpolationMode, Resize
 
+from going_modular import data_setup, pretrained, utils
 from going_modular.model_builder import averaged_logits
 
 DISTILLATION_KINDS = ("hard", "soft")
@@ -51,6 +55,21 @@ class TeacherStudent(nn.Module):
             teacher_logits = self.teacher(x)
         class_logits, distillation_logits = outputs if isinstance(outputs, tuple) else (outputs, outputs)
         return DistillationOutputs(class_logits, distillation_logits, teacher_logits)
+
+
+def load_teacher(name: str, path: Path, num_classes: int, device: Union[str, torch.device]) -> nn.Module:
+    """The teacher of ``train --distill`` with the weights saved at ``path``: "resnet18", torchvision's ResNet-18
+    (from scratch), or a ``pretrained.PRETRAINED_WEIGHTS`` name, that ViT fine-tuned at its weights' resolution
+    ("not from scratch"), which sees each batch resized to it (bicubic); ValueError when its normalisation is not the
+    course's (``data_setup.VIT_MEAN``, ``VIT_STD``), which the student's batches have."""
+    if name == "resnet18":
+        return utils.load_model(torchvision.models.resnet18(num_classes=num_classes), path, device)
+    model, transform = pretrained.load_pretrained_vit(name, num_classes, device, freeze_backbone=False)
+    normalize = transform.transforms[-1]
+    if (tuple(normalize.mean), tuple(normalize.std)) != (data_setup.VIT_MEAN, data_setup.VIT_STD):
+        raise ValueError(f"The {name} teacher expects inputs normalised with {normalize}, not the course's.")
+    return nn.Sequential(Resize(model.img_size, InterpolationMode.BICUBIC, antialias=True),
+                         utils.load_model(model, path, device))
 
 
 class DistillationLoss(nn.Module):
