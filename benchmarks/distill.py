@@ -8,7 +8,9 @@ a second token whose head learns the teacher's predictions (``going_modular.trai
 data sweep's scale (benchmarks/data_sweep.py: 96 px, 1,400 steps, its chosen learning rates), for each seed:
 
     teacher   ResNet-18 from scratch on the 225 photos with the sweep's recipe (its 225-photo point, retrained with
-              its weights kept): <output-dir>/teacher/n225_seed<seed>
+              its weights kept): <output-dir>/teacher/n225_seed<seed>; with --teacher-model vit_ti_16_augreg, the
+              pretrained ViT-Ti/16 fine-tuned on them ("not from scratch"): <output-dir>/teacher_vit_ti_16_augreg/,
+              its students in <student>_<kind>_pretrained_teacher/
     students  the plain and the hybrid ViT with the distillation token, hard or soft, taught by that seed's
               teacher: <output-dir>/<student>_<kind>/n225_seed<seed>
 
@@ -29,7 +31,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-import torchvision
 
 from going_modular import data_setup, model_builder, utils
 from going_modular.training import distillation, recipe, validation_split
@@ -40,6 +41,7 @@ from training_runs import (add_run_options, check_run_options, final_scores, mar
 ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = {"resnet18": "5e-4", "vit": "3e-4", "hybrid": "1.25e-4"}  # the data sweep's choice at 225 photos
 SWEEP_EPOCHS = recipe.TRAINING_RECIPES["small-data"]["epochs"] // 2  # 100 epochs of 14 steps: 1,400 steps
+PRETRAINED_TEACHER = "vit_ti_16_augreg"  # "not from scratch": ViT-Ti/16 fine-tuned at 224 px (--recipe finetune)
 NO_TEACHER = ROOT / "benchmarks" / "results" / "figure4"  # the sweep's runs: each student without a teacher
 
 
@@ -55,6 +57,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     parser.add_argument("--epochs", type=int, default=SWEEP_EPOCHS,
                         help="The students' epochs of the 225 photos (14 steps each); the teachers keep 100.")
     parser.add_argument("--photos", type=int, default=225, help="Training photos (--train-subset of the 10 %% split).")
+    parser.add_argument("--teacher-model", default="resnet18", choices=("resnet18", PRETRAINED_TEACHER),
+                        help="resnet18: from scratch with the sweep's recipe; vit_ti_16_augreg: the pretrained ViT-Ti/16 "
+                             "fine-tuned on the same photos (--recipe finetune, 224 px), the 'not from scratch' row.")
     parser.add_argument("--label", default="", help="Appended to each student's folder name: a variant's runs.")
     parser.add_argument("--archive", type=Path, help="Copy every finished run's results (and scores) here.")
     parser.add_argument("--data-dir", type=Path, help="The 10 %% split (train/, test/); None: the course's.")
@@ -67,23 +72,33 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     return options, student_flags
 
 
+def teacher_folder(options: argparse.Namespace) -> Path:
+    return options.output_dir / ("teacher" if options.teacher_model == "resnet18" else f"teacher_{options.teacher_model}")
+
+
 def teacher_run(point: Point, seed: int, options: argparse.Namespace) -> dict:
-    """Seed ``seed``'s ResNet-18 teacher: trained (weights kept), resumed, or read when finished. It keeps the
-    sweep's schedule whatever the students' ``--epochs``, so that every student of a seed has the same teacher."""
-    point = dataclasses.replace(point, epochs=SWEEP_EPOCHS)
-    flags = run_flags(point, seed, [*MODELS["resnet18"], "--lr", LEARNING_RATES["resnet18"], "--num-workers", "0"],
-                      options)
-    return train_and_score(flags, options.output_dir / "teacher", f"n{point.photos}_seed{seed}", options)
+    """Seed ``seed``'s teacher: trained (weights kept), resumed, or read when finished. The ResNet-18 keeps the sweep's
+    schedule whatever the students' ``--epochs``, so that every student of a seed has the same teacher; the
+    pretrained ViT-Ti/16 is fine-tuned as the finetune recipe does, on the same photos."""
+    if options.teacher_model == "resnet18":
+        flags = run_flags(dataclasses.replace(point, epochs=SWEEP_EPOCHS), seed,
+                          [*MODELS["resnet18"], "--lr", LEARNING_RATES["resnet18"], "--num-workers", "0"], options)
+    else:
+        flags = ["--recipe", "finetune", "--model", options.teacher_model, "--data-dir", str(options.data_dir),
+                 "--train-subset", str(point.subset), "--val-dir", str(point.val_dir), "--seed", str(seed),
+                 "--num-workers", "0"]
+    return train_and_score(flags, teacher_folder(options), f"n{point.photos}_seed{seed}", options)
 
 
 def student_run(point: Point, seed: int, student: str, kind: str, student_flags: Sequence[str],
                 options: argparse.Namespace) -> dict:
     """One student, taught by its seed's teacher, then scored head by head (``score_heads``); kind "none": alone."""
-    teacher = options.output_dir / "teacher" / f"n{point.photos}_seed{seed}.pth"
+    teacher = teacher_folder(options) / f"n{point.photos}_seed{seed}.pth"
     flags = [*MODELS[student], "--lr", LEARNING_RATES[student], "--num-workers", "0", *student_flags]
     if kind != "none":
-        flags += ["--distill", kind, "--teacher", str(teacher)]
-    folder, name = options.output_dir / f"{student}_{kind}{options.label}", f"n{point.photos}_seed{seed}"
+        flags += ["--distill", kind, "--teacher", str(teacher), "--teacher-model", options.teacher_model]
+    label = options.label + ("" if options.teacher_model == "resnet18" or kind == "none" else "_pretrained_teacher")
+    folder, name = options.output_dir / f"{student}_{kind}{label}", f"n{point.photos}_seed{seed}"
     scores = train_and_score(run_flags(point, seed, flags, options), folder, name, options)
     heads = folder / f"{name}_heads.json"
     if kind != "none" and not heads.exists():
@@ -108,7 +123,8 @@ def score_heads(results: dict, student_path: Path, teacher_path: Path, point: Po
     student = model_builder.create_vit(config["model"], len(class_names), distillation_token=True,
                                        **recipe.model_overrides(config))
     utils.load_model(student, student_path)
-    teacher = utils.load_model(torchvision.models.resnet18(num_classes=len(class_names)), teacher_path).eval()
+    teacher = distillation.load_teacher(config.get("teacher_model", "resnet18"), teacher_path, len(class_names),
+                                        "cpu").eval()
     scores = {}
     for split, folder in (("val", point.val_dir), ("test", point.test_dir)):
         images, labels, names = _images(folder, config["image_size"], class_names)
@@ -134,15 +150,17 @@ def report(output_dir: Path) -> str:
     header = ["model", "validation", "10 % test", "class head (val)", "distillation head (val)",
               "agrees with teacher (val)", "student right, teacher wrong / the reverse (val)", "seeds"]
     rows = []
-    teacher = _final(output_dir / "teacher")
-    if teacher:
-        rows.append(["ResNet-18 teacher", mean_std([run["val"] for run in teacher]),
-                     mean_std([run["test"] for run in teacher]), "", "", "", "", len(teacher)])
+    for folder, name in (("teacher", "ResNet-18 teacher"), (f"teacher_{PRETRAINED_TEACHER}",
+                                                            "ViT-Ti/16 teacher, pretrained and fine-tuned")):
+        teacher = _final(output_dir / folder)
+        if teacher:
+            rows.append([name, mean_std([run["val"] for run in teacher]), mean_std([run["test"] for run in teacher]),
+                         "", "", "", "", len(teacher)])
     for student in ("vit", "hybrid"):
         alone = _final(NO_TEACHER / student, photos="225")
         rows.append([f"{student}, no teacher", mean_std([run["val"] for run in alone]),
                      mean_std([run["test"] for run in alone]), "", "", "", "", len(alone)])
-    for folder in sorted(path for path in output_dir.iterdir() if path.is_dir() and path.name != "teacher"):
+    for folder in sorted(path for path in output_dir.iterdir() if path.is_dir() and not path.name.startswith("teacher")):
         heads = [json.loads(path.read_text())["val"] for path in sorted(folder.glob("*_heads.json"))]
         runs = _final(folder)
         if not runs:
