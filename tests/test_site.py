@@ -431,3 +431,14 @@ def test_the_home_page_and_notebooks_02_and_07_lead_to_the_explore_page(browser,
         page.close()
         assert not problems
         assert f"{site_url}{edition}explore/" in links, path
+
+
+def test_the_explore_page_says_what_to_do_with_a_file_that_is_not_a_photo(browser, site_url, tmp_path):
+    page, problems = _explorer(browser, f"{site_url}explore/")
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    page.set_input_files("#upload", str(tmp_path / "notes.jpg"))
+    page.wait_for_function("document.querySelector('#prediction').innerText.includes('notes.jpg')", timeout=30_000)
+    message = page.inner_text("#prediction")
+    page.close()
+    assert not problems
+    assert "choose a JPEG, PNG or WebP" in message

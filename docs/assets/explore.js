@@ -248,7 +248,15 @@ async function main() {
   $("photo").addEventListener("change", choose);
   $("upload").addEventListener("change", async () => {
     const file = $("upload").files[0];
-    if (file) predict(await decode(file), file.name);
+    if (!file) return;
+    let bitmap;
+    try {
+      bitmap = await decode(file);
+    } catch {  // not an image, or a kind this browser cannot read: say so, keep the last photo's pictures
+      $("prediction").textContent = `${file.name} ${$("prediction").dataset.unreadable}`;  // the page's language
+      return;
+    }
+    predict(bitmap, file.name);
   });
   $("attention").addEventListener("click", (event) => {  // the clicked pixel -> its patch
     const box = event.target.getBoundingClientRect(), grid = extra.grid_size;
