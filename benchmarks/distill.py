@@ -10,7 +10,7 @@ data sweep's scale (benchmarks/data_sweep.py: 96 px, 1,400 steps, its chosen lea
     teacher   ResNet-18 from scratch on the 225 photos with the sweep's recipe (its 225-photo point, retrained with
               its weights kept): <output-dir>/teacher/n225_seed<seed>; with --teacher-model vit_ti_16_augreg, the
               pretrained ViT-Ti/16 fine-tuned on them ("not from scratch"): <output-dir>/teacher_vit_ti_16_augreg/,
-              its students in <student>_<kind>_pretrained_teacher/
+              its students in <student>_<kind>_pretrained-teacher/
     students  the plain and the hybrid ViT with the distillation token, hard or soft, taught by that seed's
               teacher: <output-dir>/<student>_<kind>/n225_seed<seed>
 
@@ -97,7 +97,7 @@ def student_run(point: Point, seed: int, student: str, kind: str, student_flags:
     flags = [*MODELS[student], "--lr", LEARNING_RATES[student], "--num-workers", "0", *student_flags]
     if kind != "none":
         flags += ["--distill", kind, "--teacher", str(teacher), "--teacher-model", options.teacher_model]
-    label = options.label + ("" if options.teacher_model == "resnet18" or kind == "none" else "_pretrained_teacher")
+    label = options.label + ("" if options.teacher_model == "resnet18" or kind == "none" else "_pretrained-teacher")
     folder, name = options.output_dir / f"{student}_{kind}{label}", f"n{point.photos}_seed{seed}"
     scores = train_and_score(run_flags(point, seed, flags, options), folder, name, options)
     heads = folder / f"{name}_heads.json"
@@ -167,7 +167,8 @@ def report(output_dir: Path) -> str:
             continue
         counts = ", ".join(f"{len(run['student_only'])}/{len(run['teacher_only'])}" for run in heads)
         by_head = [mean_std([run[key] for run in heads]) for key in ("class", "distillation", "agreement")] + [counts]
-        rows.append([folder.name.replace("_", ", ", 1), mean_std([run["val"] for run in runs]),
+        name = ", ".join(part.replace("none", "no teacher") for part in folder.name.split("_"))  # hybrid, hard, 300ep
+        rows.append([name, mean_std([run["val"] for run in runs]),
                      mean_std([run["test"] for run in runs]), *(by_head if heads else [""] * 4), len(runs)])
     return markdown_table(header, rows)
 
