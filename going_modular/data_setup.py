@@ -102,17 +102,16 @@ def manual_transforms(image_size: ImageSize = 224) -> transforms.Compose:
 
 
 # The paper's reference code scales pixels to [-1, 1]: mean 0.5 and standard deviation 0.5 per channel.
-VIT_MEAN = (0.5, 0.5, 0.5)
-VIT_STD = (0.5, 0.5, 0.5)
+VIT_MEAN = VIT_STD = (0.5, 0.5, 0.5)
 AUGMENTATION_POLICIES = ("trivialaugment", "randaugment")
 
 
 def train_transforms(image_size: int = 224, policy: Optional[str] = "trivialaugment",
                      randaugment_magnitude: int = 9) -> transforms.Compose:
-    """Training transform for a ViT trained from scratch on little data (as in DeiT and timm's recipes):
-    random resized crop (scale 0.35-1) and horizontal flip, an automatic augmentation ``policy`` ("trivialaugment",
-    "randaugment": 2 ops at ``randaugment_magnitude``, 0-30; None: crop and flip only), normalised to [-1, 1].
-    ValueError for an unknown ``policy``."""
+    """Training transform for a ViT trained from scratch on little data (DeiT's and timm's recipes): random resized
+    crop (scale 0.35-1) and horizontal flip, an automatic augmentation ``policy`` ("trivialaugment", "randaugment": 2
+    ops at ``randaugment_magnitude``, 0-30; None: crop and flip only), normalised to [-1, 1]; ValueError for another
+    policy."""
     if policy is not None and policy not in AUGMENTATION_POLICIES:
         raise ValueError(f"policy must be one of {AUGMENTATION_POLICIES} or None, got {policy!r}.")
     steps = [transforms.RandomResizedCrop(image_size, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip()]
@@ -175,14 +174,10 @@ def create_dataloaders(train_dir: PathLike, test_dir: PathLike, transform: Trans
                        drop_last: bool = False, train_sampler: Optional[Sampler] = None,
                        train_collate_fn: Optional[Callable] = None) -> tuple[DataLoader, DataLoader, list[str]]:
     """``(train_dataloader, test_dataloader, class_names)`` from folders laid out as ``<dir>/<class name>/<image>``;
-    the test loader keeps its order and every image.
-
-    Args:
-        transform: for training images, and test images unless ``test_transform`` is given.
-        drop_last: leave out the last, incomplete training batch of every epoch (225 images in batches of 32 end
-            with one image, whose optimisation step follows a single photo).
-        train_sampler: the training order (e.g. ``training.data.RepeatedAugmentationSampler``); None: a shuffle.
-        train_collate_fn: how a training batch is made (e.g. ``training.data.MixUpCutMix``); None: stacking.
+    the test loader keeps its order and every image, and ``transform`` unless ``test_transform`` is given.
+    ``drop_last`` leaves out each epoch's last, incomplete training batch (225 images in batches of 32 end with one
+    photo, whose optimisation step follows it alone). ``train_sampler`` (None: a shuffle) and ``train_collate_fn``
+    (None: stacking) make the training batches, e.g. ``training.data.RepeatedAugmentationSampler``, ``MixUpCutMix``.
 
     Raises:
         FileNotFoundError: a folder is missing, has no class folders, or a class folder has no images.

@@ -37,9 +37,8 @@ def train_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module, opt
                grad_scaler: Optional[torch.amp.GradScaler] = None, max_batches: Optional[int] = None, epoch: int = 1,
                progress: Union[bool, tqdm] = False, on_step_end: Optional[Callable[[StepRecord], None]] = None,
                ) -> tuple[float, float]:
-    """Train ``model`` for one epoch; return (mean loss per sample, accuracy as a fraction). Raises FloatingPointError
-    when the loss becomes NaN or infinite; ValueError for accumulation_steps or max_batches below 1, or float16
-    ``amp`` without a ``grad_scaler``."""
+    """Train ``model`` for one epoch: (mean loss per sample, accuracy in [0, 1]). FloatingPointError when the loss is
+    NaN or infinite; ValueError for accumulation_steps or max_batches below 1, or float16 ``amp`` without a scaler."""
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}.")
     device = torch.device(device)
@@ -163,15 +162,13 @@ def autocast_dtype(device: Device) -> Optional[torch.dtype]:
 
 
 def amp_dtype(device: Device, amp: Amp) -> Optional[torch.dtype]:
-    """The dtype mixed precision computes in: ``amp`` itself when it is one, ``autocast_dtype(device)`` when it is
-    True, None when it is off."""
+    """The dtype mixed precision computes in: ``amp`` if it is one, ``autocast_dtype(device)`` if True, None if off."""
     return amp if isinstance(amp, torch.dtype) else autocast_dtype(device) if amp else None
 
 
 def autocast(device: Device, amp: Amp) -> contextlib.AbstractContextManager:
     """``torch.autocast`` in ``amp_dtype(device, amp)``; a no-op when ``amp`` is off."""
-    device = torch.device(device)
-    dtype = amp_dtype(device, amp)
+    device, dtype = torch.device(device), amp_dtype(device, amp)
     if amp and dtype is None:
         warnings.warn(f"Mixed precision is not set up for device {device.type!r}; training in float32.")
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
@@ -212,4 +209,3 @@ def _mean_loss_and_accuracy(total_loss: float, correct: float, seen: float, devi
         dist.all_reduce(totals)
         total_loss, correct, seen = totals.tolist()
     return total_loss / max(seen, 1), correct / max(seen, 1)
-

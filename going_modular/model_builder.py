@@ -119,8 +119,7 @@ class TransformerEncoderBlock(nn.Module):
         z_l  = MLP(LN(z'_l)) + z'_l            (3)
 
     ``drop_path``: stochastic depth (Huang et al. 2016; DeiT, timm, not the paper), each residual branch dropped
-    for whole samples in training.
-    """
+    for whole samples in training."""
 
     def __init__(self, embedding_dim: int = 768, num_heads: int = 12, mlp_size: int = 3072,
                  attn_dropout: float = 0.0, proj_dropout: float = 0.1, mlp_dropout: float = 0.1,
@@ -284,8 +283,7 @@ def averaged_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.logsumexp(torch.stack([logit.log_softmax(dim=-1) for logit in logits]), dim=0) - math.log(len(logits))
 
 
-# Table 1 of the paper (Base, Large, Huge), plus DeiT's Tiny and Small (Touvron et al., 2021), which
-# train in reasonable time on a CPU.
+# Table 1 of the paper (Base, Large, Huge), plus DeiT's Tiny and Small (Touvron et al., 2021), quick to train on a CPU.
 VIT_PRESETS: dict[str, dict[str, int]] = {
     "vit_ti_16": dict(patch_size=16, num_transformer_layers=12, embedding_dim=192, mlp_size=768, num_heads=3),
     "vit_s_16": dict(patch_size=16, num_transformer_layers=12, embedding_dim=384, mlp_size=1536, num_heads=6),
@@ -296,8 +294,8 @@ VIT_PRESETS: dict[str, dict[str, int]] = {
 
 
 def create_vit(name: str, num_classes: int = 1000, **overrides) -> ViT:
-    """Build a ``VIT_PRESETS`` model by name, e.g. ``create_vit("vit_b_16", num_classes=3, img_size=96)``;
-    ValueError for an unknown name."""
+    """A ``VIT_PRESETS`` model by name, e.g. ``create_vit("vit_b_16", num_classes=3, img_size=96)``; ValueError for
+    another name."""
     if name not in VIT_PRESETS:
         raise ValueError(f"Unknown ViT preset {name!r}. Choose one of: {', '.join(VIT_PRESETS)}.")
     return ViT(**{**VIT_PRESETS[name], "num_classes": num_classes, **overrides})

@@ -46,13 +46,9 @@ def pred_and_plot_image(model: torch.nn.Module, class_names: Sequence[str], imag
 def predict(model: torch.nn.Module, image_paths: Iterable[PathLike], class_names: Sequence[str],
             transform: Optional[Transform] = None, image_size: ImageSize = (224, 224), batch_size: int = 32,
             device: Device = None) -> list[Prediction]:
-    """Predict the class of each image file, ``batch_size`` images at a time, in input order.
-
-    Args:
-        model: a classifier giving ``[batch, len(class_names)]`` logits; its train/eval mode is kept.
-        transform: the one the model was trained with; None: the model's own (``model.preprocessing``, which
-            ``pretrained``'s loaders set), else ``data_setup.manual_transforms(image_size)``.
-        device: where to run the model (it is moved there); None: where its parameters are.
+    """Predict the class of each image file, ``batch_size`` at a time, in input order, from ``model``'s logits
+    [batch, len(class_names)] (its train/eval mode kept) on ``device`` (None: where its parameters are). ``transform``
+    None: the model's own (``model.preprocessing``, set by ``pretrained``), else ``manual_transforms(image_size)``.
 
     Raises:
         FileNotFoundError: an image file does not exist.

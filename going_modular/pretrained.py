@@ -215,8 +215,7 @@ def _timm_tensor(state_dict: Mapping[str, torch.Tensor], name: str, ndim: int) -
 
 
 def _load_timm(model: ViT, state_dict: Mapping[str, torch.Tensor], keep_head: bool) -> None:
-    """Load timm-layout tensors strictly (RuntimeError naming every misfit); without ``keep_head``, keep the model's
-    own (zero) head."""
+    """Load timm-layout tensors strictly (RuntimeError naming misfits), the model's own head unless ``keep_head``."""
     renamed = _rename(state_dict, _TIMM_NAMES, reverse=True)
     if not keep_head:
         renamed = {name: tensor for name, tensor in renamed.items() if not name.startswith("head.")}
@@ -227,14 +226,10 @@ def _load_timm(model: ViT, state_dict: Mapping[str, torch.Tensor], keep_head: bo
 def vit_from_timm_state_dict(state_dict: Mapping[str, torch.Tensor], num_classes: Optional[int] = None,
                              num_heads: Optional[int] = None) -> ViT:
     """The course's ViT (eval mode, dropout 0, on the CPU) from tensors in timm's layout (``_TIMM_NAMES``), every
-    size read off them. ValueError when a tensor is missing, left over (e.g. timm's ``fc_norm``) or mis-shaped, the
-    message naming it; when D is not a preset's width and ``num_heads`` is None; when there is no head and
-    ``num_classes`` is None.
-
-    Args:
-        num_classes: None keeps the checkpoint's head; a number attaches a new zero-initialised head (section 3.2).
-        num_heads: which the tensors do not determine; None: those of the ``VIT_PRESETS`` preset of the same width D.
-    """
+    size read off them but ``num_heads`` (None: those of the ``VIT_PRESETS`` preset of the same width D);
+    ``num_classes`` None keeps the checkpoint's head, a number attaches a new zero-initialised one (section 3.2).
+    ValueError when a tensor is missing, left over (e.g. timm's ``fc_norm``) or mis-shaped, the message naming it;
+    when D is not a preset's width and ``num_heads`` is None; when there is no head and ``num_classes`` is None."""
     embedding_dim = _timm_tensor(state_dict, "cls_token", ndim=3).shape[-1]
     _, in_channels, patch_size, _ = _timm_tensor(state_dict, "patch_embed.proj.weight", ndim=4).shape
     num_positions = _timm_tensor(state_dict, "pos_embed", ndim=3).shape[1] - 1  # the class token's comes first
@@ -270,7 +265,6 @@ def vit_from_timm_state_dict(state_dict: Mapping[str, torch.Tensor], num_classes
 class PretrainedWeights:
     """One set of pretrained weights: its file (safetensors, timm's layout), the ``ViT`` keyword arguments its tensors
     fit, the preprocessing it expects (short side resized, centre cropped, normalised) and a line on its source."""
-
     url: str
     file_name: str
     architecture: Mapping[str, int]
@@ -318,8 +312,7 @@ def load_pretrained_vit(name: str = "vit_ti_16_augreg", num_classes: Optional[in
     registry's architecture: never random weights. Dropout stays 0, as the weights were trained.
 
     Args:
-        num_classes: None keeps the pretrained head (``imagenet_class_names()``); a number attaches a new
-            zero-initialised head (section 3.2).
+        num_classes: None: the pretrained head (``imagenet_class_names()``); a number: a new zero head (section 3.2).
         freeze_backbone: train only the head, notebook 06's feature extractor; False fine-tunes every weight.
         img_size: the resolution to fine-tune at (None: the weights' own, 224), the position embeddings
             interpolated to its patch grid (``resize_position_embedding``); ``transforms`` stay the weights' own.

@@ -7,8 +7,7 @@
 
 It writes the weights, a results JSON and a loss-curve PNG to --output-dir, and after every epoch a
 checkpoint that ``--resume`` continues from to the same end. A mistake in the flags or the data ends with
-one line, ``error: ...``, exit status 2. Under torchrun --batch-size is per process; only rank 0 writes.
-"""
+one line, ``error: ...``, exit status 2. Under torchrun --batch-size is per process; only rank 0 writes."""
 from __future__ import annotations
 
 import argparse
@@ -61,12 +60,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in --help (the recipe's too), and the epilog as written."""
 
 
-def _recipes_epilog() -> str:
-    return "\n\n".join(f"--recipe {name} is:\n  " + "\n  ".join(
-        textwrap.wrap(" ".join(recipe.recipe_as_flags(values)), width=100, break_on_hyphens=False))
-        for name, values in recipe.TRAINING_RECIPES.items())
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and check the command line (``sys.argv[1:]`` by default); --recipe gives the other flags' defaults."""
     recipe_parser = _Parser(add_help=False)  # read first: the recipe's values are the full parser's defaults
@@ -89,16 +82,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.warmup_epochs = recipe.scaled_warmup_epochs(values, args.epochs)
     if args.stem_channels == [0]:
         args.stem_channels = None
-    problem = _check_args(args)
-    if problem:
+    if problem := _check_args(args):
         parser.error(problem)
     return args
 
 
 def _parser(recipe_parser: argparse.ArgumentParser, values: dict[str, Any], **options: Any) -> argparse.ArgumentParser:
+    epilog = "\n\n".join(f"--recipe {name} is:\n  " + "\n  ".join(textwrap.wrap(
+        " ".join(recipe.recipe_as_flags(recipe_values)), width=100, break_on_hyphens=False))
+        for name, recipe_values in recipe.TRAINING_RECIPES.items())
     parser = _Parser(prog="python -m going_modular.train", parents=[recipe_parser], formatter_class=_HelpFormatter,
                      description="Train a Vision Transformer (Dosovitskiy et al., 2020) on an image-folder dataset.",
-                     epilog=_recipes_epilog(), **options)
+                     epilog=epilog, **options)
     group = parser.add_argument_group("data")
     group.add_argument("--data-dir", type=Path, help="A folder of train/<class>/ and test/<class>/ images; None: "
                        "pizza_steak_sushi in the course data directory, downloaded when missing.")
@@ -319,10 +314,12 @@ def _train(args: argparse.Namespace, context: Optional[distributed.DistributedCo
         start_epoch=resumed["epoch"] + 1 if resumed is not None else 1, results=record["metrics"],
         on_step_end=record_step, on_epoch_end=write_checkpoint, print_every=max(1, args.epochs // 10),
     )
+    train_images = train_dataloader.dataset  # --train-subset's photos, <class>/<file>: a benchmark checks against them
     results = {
         "metrics": history, "steps": record["steps"], "config": config, "class_names": class_names,
         "num_train_images": num_train_images, "num_test_images": num_test_images,
-        "train_photos": _subset_photos(train_dataloader) if args.train_subset else None,
+        "train_photos": [str(Path(train_images.samples[index][0]).relative_to(train_images.root))
+                         for index in train_dataloader.sampler.indices] if args.train_subset else None,
         "num_val_images": len(val_dataloader.dataset) if val_dataloader is not None else 0,
         "data_dir": str(data_dir), "val_dir": str(val_dir) if val_dir is not None else None,
         "device": str(device), "world_size": world_size, "seed": args.seed,
@@ -384,12 +381,6 @@ def _dataloaders(args: argparse.Namespace, data_dir: Path,
         test_dataloader = preloaded(test_dataloader)
         val_dataloader = preloaded(val_dataloader) if val_dataloader is not None else None
     return train_dataloader, test_dataloader, val_dataloader, class_names
-
-
-def _subset_photos(train_dataloader: DataLoader) -> list[str]:
-    """The --train-subset's photos, <class>/<file name>: what a benchmark checks its scoring photos against."""
-    return [str(Path(train_dataloader.dataset.samples[index][0]).relative_to(train_dataloader.dataset.root))
-            for index in train_dataloader.sampler.indices]
 
 
 def _optimisation(args: argparse.Namespace, model: nn.Module, train_dataloader: DataLoader,

@@ -64,8 +64,7 @@ def load_model(model: torch.nn.Module, model_path: PathLike,
 
     Raises:
         FileNotFoundError: there is no file at ``model_path``.
-        CheckpointError: the file is not a PyTorch checkpoint, is damaged, holds pickled code, or its
-            weights do not fit ``model`` (torch's message names the missing, unexpected and mis-shaped keys).
+        CheckpointError: not a PyTorch checkpoint, damaged, holding pickled code, or weights that do not fit ``model``.
     """
     path = Path(model_path)
     if not path.is_file():

@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import jieba
 from latex2mathml.converter import convert as tex_to_mathml
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
@@ -21,7 +22,6 @@ from tools import translate  # noqa: E402
 from tools.publish import BRANCH, COLAB_BADGE, MARKDOWN_LINK, is_relative  # noqa: E402
 
 RESULTS = "benchmarks/README.md"
-EXPLORE = "explore.md"
 LOCAL_BADGE = "docs/assets/colab-badge.svg"  # the badge's copy in the repository, which the site links instead
 # mkdocs-jupyter always adds a MathJax script; mkdocs.yml gives it this address, and on_post_page removes it.
 NO_MATHJAX = re.compile(r'<script src="NO_MATHJAX">\s*</script>')
@@ -47,28 +47,34 @@ def repository_path(file: File) -> str:
 
 @event_priority(100)  # before the search plugin reads its settings
 def on_config(config):
-    """The Chinese edition searches in Chinese: its text cut into words by jieba (the docs extra installs it)."""
+    """The Chinese edition searches in Chinese: its text cut into words by jieba (the docs extra installs it), which
+    keeps each of the glossary's terms whole (层归一化, not 层 and 归一化), so that a search for a term finds it."""
     if config.extra.get("edition") == translate.EDITION:
         config.plugins["material/search"].config.lang = ["zh"]
+        for line in (ROOT / translate.GLOSSARY).read_text(encoding="utf-8").splitlines()[1:]:
+            jieba.add_word(line.split("\t")[1])
     return config
 
 
 @event_priority(100)  # before mkdocs-jupyter, which must see the notebooks added here
 def on_files(files: Files, config) -> Files:
-    """Add the repository's own pages (the edition's README as index.md, its notebooks, the results) and figures."""
+    """Add the repository's own pages (the edition's README as index.md, its notebooks and results) and figures; an
+    edition's own pages (``*.zh-CN.md``: the Explore page, the guides) take the English ones' places."""
     edition = config.extra.get("edition")
     home = "README.md" if edition is None else f"README.{edition}.md"
     files.append(File.generated(config, "index.md", abs_src_path=str(ROOT / home)))
-    files.append(File.generated(config, RESULTS, abs_src_path=str(ROOT / RESULTS)))
+    results = ROOT / RESULTS if edition is None else translate.edition_path(ROOT, ROOT / RESULTS)
+    files.append(File.generated(config, RESULTS, abs_src_path=str(results)))
     notebooks = [notebook if edition is None else translate.edition_path(ROOT, notebook)
                  for notebook in translate.english_notebooks(ROOT)]
     for path in [*notebooks, *sorted(ROOT.glob("images/*.png"))]:
         # A File read from the repository's root (mkdocs-jupyter's notebook pages need one, not a generated one).
         files.append(File(path.relative_to(ROOT).as_posix(), str(ROOT), config.site_dir, config.use_directory_urls))
-    if edition is not None:  # the edition's Explore page at the same address, explore/
-        files.remove(files.get_file_from_path(EXPLORE))
-        files.remove(files.get_file_from_path(f"explore.{edition}.md"))
-        files.append(File.generated(config, EXPLORE, abs_src_path=str(ROOT / "docs" / f"explore.{edition}.md")))
+    for own in [file for file in files if edition is not None and file.src_uri.endswith(f".{edition}.md")]:
+        english = own.src_uri.replace(f".{edition}.md", ".md")  # the edition's page at the English one's address
+        files.remove(own)
+        files.remove(files.get_file_from_path(english))
+        files.append(File.generated(config, english, abs_src_path=own.abs_src_path))
     return files
 
 

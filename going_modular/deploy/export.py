@@ -5,8 +5,7 @@
     measure(size, logits, one_thread, photo, batch, scoring)               # a row of the table: size, time, accuracy
 
 The file outputs the logits and every layer's attention [batch, layers, heads, tokens, tokens] (the app's rollout,
-the Explore page); its batch axis is dynamic. ``serving`` runs it without torch.
-"""
+the Explore page); its batch axis is dynamic. ``serving`` runs it without torch."""
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +30,7 @@ from going_modular.data_setup import create_dataloaders
 from going_modular.features import extract_features, train_head, vit_backbone
 from going_modular.model_builder import ViT
 from going_modular.pretrained import load_pretrained_vit
-from going_modular.utils import write_atomically
-
-PathLike = Union[str, Path]
+from going_modular.utils import PathLike, write_atomically
 
 
 class _WithAttention(nn.Module):
@@ -50,29 +47,20 @@ class _WithAttention(nn.Module):
 
 def preprocessing_config(transform: transforms.Compose, class_names: Sequence[str]) -> dict:
     """What ``serving.preprocess`` needs to do what ``transform`` does: {resize, crop, interpolation, mean, std,
-    class_names}.
-
-    Raises:
-        ValueError: ``transform`` is not Resize(int), CenterCrop, ToTensor, Normalize (the pretrained weights' own).
-    """
+    class_names}; ValueError unless ``transform`` is Resize(int), CenterCrop, ToTensor, Normalize (the weights' own)."""
     steps = {type(step).__name__: step for step in transform.transforms}
     if list(steps) != ["Resize", "CenterCrop", "ToTensor", "Normalize"] or not isinstance(steps["Resize"].size, int):
         raise ValueError(f"Expected Resize(shorter side), CenterCrop, ToTensor, Normalize, got {transform}: export the "
                          f"model with the transforms of its weights (load_pretrained_vit returns them).")
-    crop = steps["CenterCrop"].size
-    return {"resize": steps["Resize"].size, "crop": crop[0] if isinstance(crop, (tuple, list)) else crop,
+    return {"resize": steps["Resize"].size, "crop": steps["CenterCrop"].size[0],
             "interpolation": steps["Resize"].interpolation.value, "mean": list(steps["Normalize"].mean),
             "std": list(steps["Normalize"].std), "class_names": list(class_names)}
 
 
 def export_onnx(model: ViT, path: PathLike, transform: transforms.Compose, class_names: Sequence[str],
                 opset: int = 18) -> Path:
-    """Export ``model`` (eval mode) with ``torch.onnx.export``'s dynamo exporter to ``path``, and its preprocessing
-    to ``path`` with the suffix .json. Both are written whole or not at all. Returns ``path``.
-
-    Raises:
-        ValueError: ``transform`` cannot be written down (``preprocessing_config``).
-    """
+    """Export ``model`` (eval mode) to ``path`` (``torch.onnx.export``, dynamo) and its preprocessing beside it as
+    .json, each whole or not at all; ValueError when ``transform`` cannot be written down (``preprocessing_config``)."""
     path = Path(path)
     config = preprocessing_config(transform, class_names)
     example = torch.zeros(1, 3, config["crop"], config["crop"])
@@ -95,18 +83,16 @@ class _CalibrationPhotos:
     """ONNX Runtime's CalibrationDataReader over preprocessed photos, one at a time."""
 
     def __init__(self, images: np.ndarray) -> None:
-        self.batches = iter(images[index:index + 1] for index in range(len(images)))
+        self.inputs = ({"images": image[None].astype(np.float32)} for image in images)
 
     def get_next(self) -> Optional[dict[str, np.ndarray]]:
-        batch = next(self.batches, None)
-        return None if batch is None else {"images": batch.astype(np.float32)}
+        return next(self.inputs, None)
 
 
 def quantize(path: PathLike, output: PathLike, calibration_images: Optional[np.ndarray] = None) -> Path:
     """An int8 copy of the export at ``path`` (its JSON copied beside it): dynamic (weights int8, activations
     quantized on the fly) without ``calibration_images``, static (activation ranges measured on those preprocessed
-    photos, training photos only) with them. ``onnxruntime.quantization`` does the work; its log lines are kept
-    out of the output."""
+    photos, training photos only) with them, by ``onnxruntime.quantization`` (its log lines kept out of the output)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -132,13 +118,9 @@ def quantize(path: PathLike, output: PathLike, calibration_images: Optional[np.n
 
 def foodvision_mini(data_dir: PathLike, device: Union[str, torch.device] = "cpu", seed: int = 42,
                     epochs: int = 10, max_batches: Optional[int] = None) -> tuple[ViT, transforms.Compose, list[str]]:
-    """Notebook 06's frozen-head model, the one deployed: the ImageNet-trained ViT-Ti/16 and a new 3-class head
-    trained with Adam at 1e-3 for ``epochs`` epochs on the cached features of ``data_dir``/train (seed 42, chosen
-    there before any result). Returns (model in eval mode on the CPU, its transforms, class names).
-
-    Raises:
-        pretrained.PretrainedWeightsUnavailableError: the weights are not there and cannot be downloaded.
-    """
+    """Notebook 06's frozen-head model, the one deployed: the ImageNet-trained ViT-Ti/16 and a new 3-class head trained
+    by Adam at 1e-3 on the cached features of ``data_dir``/train (seed 42, chosen there before any result), in eval
+    mode on the CPU, with its transforms and class names; PretrainedWeightsUnavailableError without the weights."""
     model, transform = load_pretrained_vit(num_classes=3, device=device)
     loader, _, class_names = create_dataloaders(Path(data_dir) / "train", Path(data_dir) / "test", transform,
                                                 batch_size=32, num_workers=0)

@@ -114,9 +114,8 @@ def plot_image_batch(images: torch.Tensor, labels: torch.Tensor, class_names: Se
 def plot_augmentations(image: Image.Image, transform: Transform, num_samples: int = 8, ncols: int = 4,
                        mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
                        title: Optional[str] = None, panel_size: float = 1.6) -> plt.Figure:
-    """The photo, then ``num_samples`` outputs of a random training ``transform`` (e.g.
-    ``data_setup.train_transforms(96)``): what the model sees (notebook 05). ``mean``, ``std``: the normalisation
-    the transform ends with, undone for display. ValueError when ``num_samples`` is below 1."""
+    """The photo, then ``num_samples`` outputs of a random training ``transform`` (e.g. ``train_transforms(96)``): what
+    the model sees (notebook 05), its final Normalize(``mean``, ``std``) undone; ValueError for ``num_samples`` < 1."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)

@@ -1,11 +1,7 @@
 """Checkpoints that let an interrupted training run (``python -m going_modular.train --resume``) continue as if it
-had never stopped, written atomically (a kill mid-write leaves the previous one), read with ``weights_only=True``:
-
-    model, optimiser, LR scheduler, gradient scaler, EMA     their ``state_dict()``
-    epoch, results so far, training seconds so far          where the run stands
-    Python, NumPy, torch and CUDA generators, per process    the draws of the remaining epochs
-    configuration                                           to refuse resuming with other settings
-"""
+had never stopped: the model's, optimiser's, scheduler's, gradient scaler's and EMA's states, where the run stands,
+every process's random generators (the draws of the remaining epochs) and the configuration (to refuse resuming with
+other settings). Written atomically (a kill mid-write leaves the previous one), read with ``weights_only=True``."""
 from __future__ import annotations
 
 import random
@@ -33,11 +29,9 @@ def checkpoint_path(output_dir: Path, name: str) -> Path:
     return Path(output_dir) / f"{name}_checkpoint.pth"
 
 
-def save_checkpoint(
-    path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
-    grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, epoch: int,
-    results: Mapping[str, Any], config: Mapping[str, Any], training_seconds: float,
-) -> Optional[Path]:
+def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
+                    grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, epoch: int,
+                    results: Mapping[str, Any], config: Mapping[str, Any], training_seconds: float) -> Optional[Path]:
     """Write the state of a run after ``epoch`` to ``path``; ``path`` in the process that wrote it, else None. Under
     torchrun every process calls it (each gives its generators), rank 0 writes; ``model`` is not DDP-wrapped."""
     numpy_state = np.random.get_state()  # in plain values, for weights_only loading
@@ -83,16 +77,12 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ign
             dict.fromkeys([*saved, *current]) if name not in ignored and saved.get(name) != current.get(name)]
 
 
-def restore(
-    state: Mapping[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Optional[LRScheduler],
-    grad_scaler: Optional[torch.amp.GradScaler], averaged_model: Optional[nn.Module] = None, rank: int = 0,
-) -> None:
+def restore(state: Mapping[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Optional[LRScheduler], grad_scaler: Optional[torch.amp.GradScaler],
+            averaged_model: Optional[nn.Module] = None, rank: int = 0) -> None:
     """Load a checkpoint's states into freshly built objects, and this process's random number generators. Call it
-    last: anything built afterwards would draw from the restored generators.
-
-    Raises:
-        ResumeError: another number of processes wrote it, or this run differs in having a scheduler, scaler or EMA.
-    """
+    last: anything built afterwards would draw from the restored generators. ResumeError when another number of
+    processes wrote it, or this run differs in having a scheduler, scaler or EMA."""
     if rank >= (processes := len(state["rng_states"])):
         raise ResumeError(f"The checkpoint was written by {processes} process(es); resume it with as many.")
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": grad_scaler,
@@ -118,12 +108,8 @@ def restore(
 def checkpoint_to_resume(path: Path, resume: bool, config: Mapping[str, Any], ignore: Iterable[str],
                          results_path: Path) -> Optional[dict[str, Any]]:
     """The checkpoint at ``path`` that ``train --resume`` continues, checked against this run's ``config`` (the keys
-    in ``ignore`` may differ); None for a new run (``resume`` False).
-
-    Raises:
-        ResumeError: a new run would overwrite an interrupted run's checkpoint, the run to resume has finished (its
-            results at ``results_path``), or the checkpoint was written with other settings.
-    """
+    in ``ignore`` may differ); None for a new run (``resume`` False). ResumeError when a new run would overwrite an
+    interrupted run's checkpoint, the run has finished (results at ``results_path``), or its settings differ."""
     if not resume:
         if path.exists():  # a new run would overwrite it after its first epoch
             raise ResumeError(f"{path} holds the checkpoint of an interrupted run. Add --resume to continue it, or "
@@ -133,10 +119,8 @@ def checkpoint_to_resume(path: Path, resume: bool, config: Mapping[str, Any], ig
         raise ResumeError(f"There is no checkpoint at {path}: the run finished (a finished run removes its "
                           f"checkpoint), and its results are in {results_path}. To train again, omit --resume.")
     state = load_checkpoint(path)
-    differences = config_differences(state["config"], config, ignore=ignore)
-    if differences:
+    if differences := config_differences(state["config"], config, ignore=ignore):
         raise ResumeError(f"The checkpoint {path} was written with other settings, so resuming would not continue "
                           f"the same run: {'; '.join(differences)}. Give the flags of the interrupted run, or start a "
                           f"new run without --resume.")
     return state
-

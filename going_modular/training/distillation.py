@@ -1,13 +1,11 @@
-"""Distillation through attention (Touvron et al., 2021, "Training data-efficient image transformers", DeiT).
-
-A student learns from the true labels and from a frozen teacher that sees the same augmented batch:
+"""Distillation through attention (Touvron et al., 2021, "Training data-efficient image transformers", DeiT): a
+student learns from the true labels and from a frozen teacher that sees the same augmented batch:
 
     hard (DeiT's best):  1/2 CE(Z_cls, y) + 1/2 CE(Z_dist, argmax Z_t)                          (section 4)
     soft:                (1 - lambda) CE(Z_cls, y) + lambda tau^2 KL(softmax(Z_t / tau) || softmax(Z_dist / tau))
 
 Z_cls and Z_dist are the student's class and distillation heads (``ViT(distillation_token=True)``); a student
-without a distillation token puts both terms on its one head.
-"""
+without a distillation token puts both terms on its one head."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,9 +71,8 @@ def load_teacher(name: str, path: Path, num_classes: int, device: Union[str, tor
 
 
 class DistillationLoss(nn.Module):
-    """DeiT's objective (module docstring; ``temperature`` tau, ``weight`` lambda) on ``DistillationOutputs``; on
-    plain logits (evaluation) ``base_loss`` alone, the loss on the true labels (the recipe's cross-entropy).
-    ValueError for an unknown kind."""
+    """DeiT's objective (module docstring; ``temperature`` tau, ``weight`` lambda) on ``DistillationOutputs``; on plain
+    logits (evaluation) ``base_loss`` alone (the recipe's cross-entropy); ValueError for an unknown kind."""
 
     def __init__(self, base_loss: nn.Module, kind: str = "hard", temperature: float = SOFT_TEMPERATURE,
                  weight: float = SOFT_WEIGHT) -> None:
@@ -99,9 +96,8 @@ class DistillationLoss(nn.Module):
 
 @torch.no_grad()
 def head_logits(student: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A ``ViT(distillation_token=True)``'s logits (eval mode) from each head alone and their average, what the model
-    predicts: {"class": ..., "distillation": ..., "average": ...}; ValueError when the model has no distillation token.
-    """
+    """A ``ViT(distillation_token=True)``'s eval-mode logits of each head alone and of their average, its prediction:
+    {"class": ..., "distillation": ..., "average": ...}; ValueError when the model has no distillation token."""
     if getattr(student, "head_dist", None) is None:
         raise ValueError("This model has no distillation token: build it with ViT(distillation_token=True).")
     features = student.eval().forward_features(images)

@@ -1,10 +1,6 @@
-"""Data-parallel training with DistributedDataParallel, one process per GPU (or CPU worker), under ``torchrun``.
-
-    torchrun --nproc_per_node=4 -m going_modular.train --model vit_s_16 --epochs 100
-
-Each process trains a copy of the model on its own shard of the data; DDP averages the gradients in
-``backward()``; ``engine`` sums the metrics over processes. Without ``torchrun`` none of this is used.
-"""
+"""Data-parallel training with DistributedDataParallel under ``torchrun``, one process per GPU (or CPU worker), as in
+``torchrun --nproc_per_node=4 -m going_modular.train``: each process trains a copy of the model on its own shard of
+the data; DDP averages the gradients in ``backward()``; ``engine`` sums the metrics. A plain run uses none of it."""
 from __future__ import annotations
 
 import os
@@ -21,7 +17,6 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class DistributedContext:
     """Where this process sits in a ``torchrun`` job."""
-
     rank: int
     local_rank: int
     world_size: int
@@ -60,9 +55,8 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def shard_dataloaders(
-    train_dataloader: DataLoader, test_dataloader: DataLoader, context: DistributedContext, seed: int
-) -> tuple[DataLoader, DataLoader]:
+def shard_dataloaders(train_dataloader: DataLoader, test_dataloader: DataLoader, context: DistributedContext,
+                      seed: int) -> tuple[DataLoader, DataLoader]:
     """Both dataloaders reading only this process's share, batch size per process. Training: each epoch one shuffle
     (seeded by ``seed`` and the epoch) cut into equal shards, repeating up to ``world_size - 1`` images."""
     train_sampler = DistributedSampler(train_dataloader.dataset, num_replicas=context.world_size, rank=context.rank,
@@ -102,8 +96,7 @@ def gather_objects(value: object) -> list:
 
 
 def from_rank_zero(compute: Callable[[], T], context: Optional[DistributedContext]) -> T:
-    """``compute()``, run by rank 0 alone under torchrun (a download, say), its result or error sent to every
-    process; in a plain run, just ``compute()``."""
+    """``compute()`` run once, by rank 0 under torchrun (a download, say), its result or error sent to every process."""
     if context is None:
         return compute()
     outcome: list = [None]
@@ -116,4 +109,3 @@ def from_rank_zero(compute: Callable[[], T], context: Optional[DistributedContex
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     return outcome[0]
-

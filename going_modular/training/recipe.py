@@ -62,8 +62,7 @@ def recipe_as_flags(values: Mapping[str, Any]) -> list[str]:
 
 
 def model_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``model_builder.create_vit`` keyword arguments of a recipe (or of the parsed flags); a value that is None
-    or missing keeps the preset's own."""
+    """The ``create_vit`` keyword arguments of a recipe (or the parsed flags); None or missing keeps the preset's."""
     dropout = values.get("dropout")
     overrides = {"img_size": values["image_size"], "embedding_dropout": dropout, "proj_dropout": dropout,
                  "mlp_dropout": dropout, **{name: values.get(name) for name in VIT_FLAGS if name != "dropout"}}

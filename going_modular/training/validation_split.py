@@ -42,8 +42,7 @@ def build_validation_split(ten_percent_dir: PathLike, twenty_percent_dir: PathLi
 
     Raises:
         FileNotFoundError: a split's train/ or test/ folder is missing.
-        DataError: the splits have different class folders, no photo is left, or ``destination`` holds other
-            photos (delete it to rebuild).
+        DataError: the splits' class folders differ, no photo is left, or ``destination`` holds other photos.
     """
     ten, twenty = _photos_by_class(Path(ten_percent_dir)), _photos_by_class(Path(twenty_percent_dir))
     if ten.keys() != twenty.keys():
