@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LEARNING_RATES = {"resnet18": "5e-4", "vit": "3e-4", "hybrid": "1.25e-4"}  # the data sweep's choice at 225 photos
 SWEEP_EPOCHS = recipe.TRAINING_RECIPES["small-data"]["epochs"] // 2  # 100 epochs of 14 steps: 1,400 steps
 PRETRAINED_TEACHER = "vit_ti_16_augreg"  # "not from scratch": ViT-Ti/16 fine-tuned at 224 px (--recipe finetune)
+NOT_FROM_SCRATCH = "ViT-Ti/16 teacher (not from scratch)"  # its students' rows
 NO_TEACHER = ROOT / "benchmarks" / "results" / "figure4"  # the sweep's runs: each student without a teacher
 
 
@@ -167,7 +168,8 @@ def report(output_dir: Path) -> str:
             continue
         counts = ", ".join(f"{len(run['student_only'])}/{len(run['teacher_only'])}" for run in heads)
         by_head = [mean_std([run[key] for run in heads]) for key in ("class", "distillation", "agreement")] + [counts]
-        name = ", ".join(part.replace("none", "no teacher") for part in folder.name.split("_"))  # hybrid, hard, 300ep
+        name = ", ".join(part.replace("none", "no teacher").replace("pretrained-teacher", NOT_FROM_SCRATCH)
+                         for part in folder.name.split("_"))  # hybrid, hard, 300ep
         rows.append([name, mean_std([run["val"] for run in runs]),
                      mean_std([run["test"] for run in runs]), *(by_head if heads else [""] * 4), len(runs)])
     return markdown_table(header, rows)
