@@ -49,8 +49,8 @@ def _edition_of(path: str) -> str:
     """The repository path of ``path``'s Chinese copy: a notebook's (or notebook folder's), a page's, or ``path``."""
     if path.startswith("notebooks/") and not path.startswith(f"notebooks/{EDITION}"):
         return f"notebooks/{EDITION}/{path.removeprefix('notebooks/')}"
-    if (path in OWN_COPIES or any(PurePosixPath(path).match(pattern) for pattern in PAGES)) and not path.endswith(
-            f".{EDITION}.md"):
+    translated_page = path in OWN_COPIES or any(PurePosixPath(path).match(pattern) for pattern in PAGES)
+    if translated_page and not path.endswith(f".{EDITION}.md"):
         return f"{path.removesuffix('.md')}.{EDITION}.md"
     return path
 
