@@ -11,7 +11,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import jieba
 from latex2mathml.converter import convert as tex_to_mathml
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
@@ -47,12 +46,9 @@ def repository_path(file: File) -> str:
 
 @event_priority(100)  # before the search plugin reads its settings
 def on_config(config):
-    """The Chinese edition searches in Chinese: its text cut into words by jieba (the docs extra installs it), which
-    keeps each of the glossary's terms whole (层归一化, not 层 and 归一化), so that a search for a term finds it."""
+    """The Chinese edition searches in Chinese: its text cut into words by jieba (the docs extra installs it)."""
     if config.extra.get("edition") == translate.EDITION:
         config.plugins["material/search"].config.lang = ["zh"]
-        for line in (ROOT / translate.GLOSSARY).read_text(encoding="utf-8").splitlines()[1:]:
-            jieba.add_word(line.split("\t")[1])
     return config
 
 
